@@ -1,0 +1,166 @@
+// Turns loaded declarations into a runnable, ordered list — or into input errors, before anything
+// is applied: every state's module and function must exist, every argument must match the
+// function's schema, every requisite must name a state, and requisites must not form a cycle.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { TSchema } from '@sinclair/typebox';
+import { InputError, throwCollected } from './errors.js';
+import type { StateFunction } from './modules/types.js';
+import type { RequisiteKind, StateDecl } from './sls.js';
+
+export interface Dependency {
+  kind: RequisiteKind;
+  state: CompiledState;
+}
+
+export interface CompiledState extends StateDecl {
+  function: StateFunction;
+  /** What this state waits for, and how. */
+  deps: Dependency[];
+}
+
+export type Registry = Record<string, Record<string, StateFunction>>;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const validators = new WeakMap<TSchema, ValidateFunction>();
+
+function validatorFor(schema: TSchema): ValidateFunction {
+  let v = validators.get(schema);
+  if (!v) {
+    v = ajv.compile(schema);
+    validators.set(schema, v);
+  }
+  return v;
+}
+
+/** Edit distance, for "did you mean …?". */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length]![b.length]!;
+}
+
+export function suggest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const dist = distance(word, c);
+    if (dist < bestD) [best, bestD] = [c, dist];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function describeArgError(errors: ErrorObject[], schema: TSchema): { arg: string; message: string } {
+  // The most specific problem: deepest path, with anyOf/oneOf summaries last.
+  const sorted = [...errors].sort((a, b) => b.instancePath.length - a.instancePath.length || Number(a.keyword === 'anyOf') - Number(b.keyword === 'anyOf'));
+  const union = errors.find((e) => e.keyword === 'anyOf');
+  const e = union && !sorted.some((s) => s.instancePath.length > union.instancePath.length) ? union : sorted[0]!;
+  const path = e.instancePath.split('/').filter(Boolean);
+  const properties = (schema as { properties?: Record<string, TSchema & { hint?: string }> }).properties ?? {};
+  if (e.keyword === 'additionalProperties') {
+    const extra = (e.params as { additionalProperty: string }).additionalProperty;
+    const hint = suggest(extra, Object.keys(properties));
+    return { arg: extra, message: `unknown argument${hint ? ` (did you mean ${hint}?)` : ` (known: ${Object.keys(properties).join(', ')})`}` };
+  }
+  if (e.keyword === 'required') {
+    const missing = (e.params as { missingProperty: string }).missingProperty;
+    return { arg: missing, message: 'required argument is missing' };
+  }
+  const arg = path[0] ?? '(arguments)';
+  const where = path.length > 1 ? `${path.slice(1).join('.')} ` : '';
+  const hint = properties[arg]?.hint;
+  const message = e.keyword === 'anyOf' ? 'has the wrong type' : (e.message ?? 'is invalid');
+  return { arg, message: `${where}${message}${hint ? `: ${hint}` : ''}` };
+}
+
+function label(s: StateDecl): string {
+  return `${s.module}.${s.fn} ${s.id}`;
+}
+
+/** Validates and orders the tree; throws InputError(s) that name files, lines and keys. */
+export function compile(states: StateDecl[], registry: Registry): CompiledState[] {
+  const errors: InputError[] = [];
+  const compiled: CompiledState[] = [];
+  const functionNames = Object.entries(registry).flatMap(([m, fns]) => Object.keys(fns).map((f) => `${m}.${f}`));
+
+  for (const decl of states) {
+    const fn = registry[decl.module]?.[decl.fn];
+    if (!fn) {
+      const wanted = `${decl.module}.${decl.fn}`;
+      const hint = suggest(wanted, functionNames);
+      const what = registry[decl.module] ? 'function' : 'module';
+      errors.push(new InputError(`unknown ${what} ${wanted}${hint ? ` (did you mean ${hint}?)` : ''}`, { ...decl.place, key: decl.id }));
+      continue;
+    }
+    const validate = validatorFor(fn.schema);
+    if (!validate(decl.args)) {
+      const { arg, message } = describeArgError(validate.errors ?? [], fn.schema);
+      errors.push(new InputError(message, { file: decl.place.file, line: decl.argLines[arg] ?? decl.place.line, key: `${decl.id}: ${arg}` }));
+      continue;
+    }
+    for (const p of fn.validate?.(decl.args) ?? [])
+      errors.push(new InputError(p.message, { file: decl.place.file, line: decl.argLines[p.key] ?? decl.place.line, key: `${decl.id}: ${p.key}` }));
+    compiled.push({ ...decl, function: fn, deps: [] });
+  }
+  throwCollected(errors);
+
+  // Requisites: `module: ID-or-name` or a bare ID.
+  const byId = new Map<string, CompiledState[]>();
+  for (const s of compiled) byId.set(s.id, [...(byId.get(s.id) ?? []), s]);
+  const resolve = (module: string | undefined, target: string): CompiledState[] =>
+    module
+      ? compiled.filter((s) => s.module === module && (s.id === target || s.args.name === target))
+      : (byId.get(target) ?? compiled.filter((s) => s.args.name === target));
+  for (const s of compiled) {
+    for (const r of s.requisites) {
+      const key = `${s.id}: ${r.kind}${r.reverse ? '_in' : ''}`;
+      const targets = resolve(r.module, r.target);
+      if (targets.length === 0) {
+        const ref = r.module ? `${r.module}: ${r.target}` : r.target;
+        const hint = suggest(r.target, [...byId.keys()]);
+        errors.push(new InputError(`no state matches "${ref}"${hint ? ` (did you mean ${hint}?)` : ''}`, { ...r.place, key }));
+        continue;
+      }
+      for (const t of targets) {
+        if (t === s) {
+          errors.push(new InputError('a state cannot require itself', { ...r.place, key }));
+          continue;
+        }
+        if (r.reverse) t.deps.push({ kind: r.kind, state: s });
+        else s.deps.push({ kind: r.kind, state: t });
+      }
+    }
+  }
+  throwCollected(errors);
+  return order(compiled);
+}
+
+/** Definition order, except that a state runs after everything it depends on. Cycles are errors. */
+function order(states: CompiledState[]): CompiledState[] {
+  const waiting = new Map(states.map((s) => [s, new Set(s.deps.map((d) => d.state))]));
+  const out: CompiledState[] = [];
+  while (waiting.size > 0) {
+    let next: CompiledState | undefined;
+    for (const [s, deps] of waiting) if (deps.size === 0 && (!next || s.index < next.index)) next = s;
+    if (!next) throw cycleError([...waiting.keys()]);
+    waiting.delete(next);
+    for (const deps of waiting.values()) deps.delete(next);
+    out.push(next);
+  }
+  return out;
+}
+
+function cycleError(stuck: CompiledState[]): InputError {
+  // Walk dependencies from any stuck state until one repeats: that loop is the cycle.
+  const path: CompiledState[] = [];
+  let s: CompiledState | undefined = stuck.sort((a, b) => a.index - b.index)[0];
+  while (s && !path.includes(s)) {
+    path.push(s);
+    s = s.deps.map((d) => d.state).find((d) => stuck.includes(d));
+  }
+  const loop = s ? [...path.slice(path.indexOf(s)), s] : path;
+  const shown = loop.map((x) => `${label(x)} (${x.place.file}:${x.place.line})`).join(' → ');
+  return new InputError(`requisite cycle: ${shown}`, { file: loop[0]!.place.file, line: loop[0]!.place.line, key: loop[0]!.id });
+}

@@ -1,0 +1,121 @@
+// One run at a time. The lock is a file created exclusively, holding the owner's PID, its process
+// start time and what it is doing. A lock whose process is gone (or whose PID now belongs to a
+// different process) is stale and taken over, so a killed run never blocks the next one.
+import { open, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export interface LockOwner {
+  pid: number;
+  /** Process start time (clock ticks since boot, /proc/PID/stat field 22): tells PID reuse apart. */
+  start: string;
+  since: string;
+  command: string;
+}
+
+export class LockBusyError extends Error {
+  readonly owner: LockOwner;
+  constructor(owner: LockOwner, waitedMs: number) {
+    super(`another run holds the lock (pid ${owner.pid}, \`${owner.command}\`, since ${owner.since}); waited ${Math.round(waitedMs / 1000)}s`);
+    this.owner = owner;
+  }
+}
+
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(owner: LockOwner): boolean {
+  const start = processStart(owner.pid);
+  return start !== undefined && start === owner.start;
+}
+
+export class Lock {
+  readonly #path: string;
+  #held = false;
+
+  constructor(path: string) {
+    this.#path = path;
+  }
+
+  async #tryTake(command: string): Promise<LockOwner | undefined> {
+    await mkdir(dirname(this.#path), { recursive: true });
+    const me: LockOwner = { pid: process.pid, start: processStart(process.pid) ?? '', since: new Date().toISOString(), command };
+    try {
+      const handle = await open(this.#path, 'wx', 0o644);
+      await handle.writeFile(JSON.stringify(me));
+      await handle.close();
+      this.#held = true;
+      return undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner: LockOwner;
+    try {
+      owner = JSON.parse(await readFile(this.#path, 'utf8')) as LockOwner;
+    } catch {
+      // Empty: its writer is between create and write — or died there, if the file is not new.
+      const age = Date.now() - (await stat(this.#path).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
+      owner = { pid: 0, start: '', since: 'unknown', command: 'unknown' };
+      if (age < 5_000) return owner;
+    }
+    if (!alive(owner)) {
+      await this.#breakStale(owner);
+      return this.#tryTake(command);
+    }
+    return owner;
+  }
+
+  /**
+   * Removes a stale lock. Two runs may find the same stale lock at once; the `.break` file makes
+   * sure only one removes it, so neither can remove the fresh lock the other just took.
+   */
+  async #breakStale(stale: LockOwner): Promise<void> {
+    const breaker = `${this.#path}.break`;
+    try {
+      await (await open(breaker, 'wx')).close();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Someone else is breaking it; a breaker left by a killed run expires after 10 s.
+      const age = Date.now() - (await stat(breaker).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+      if (age > 10_000) await rm(breaker, { force: true });
+      return;
+    }
+    try {
+      const now = await readFile(this.#path, 'utf8').catch(() => '');
+      let same = now === '';
+      try {
+        const o = JSON.parse(now) as LockOwner;
+        same = o.pid === stale.pid && o.start === stale.start;
+      } catch {
+        same = true;
+      }
+      if (same) await rm(this.#path, { force: true });
+    } finally {
+      await rm(breaker, { force: true });
+    }
+  }
+
+  /** Waits up to `waitMs` for the lock; throws LockBusyError naming the holder. */
+  async acquire(command: string, waitMs: number): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      const owner = await this.#tryTake(command);
+      if (!owner) return;
+      if (Date.now() - started >= waitMs) throw new LockBusyError(owner, Date.now() - started);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  async release(): Promise<void> {
+    if (!this.#held) return;
+    this.#held = false;
+    await rm(this.#path, { force: true });
+  }
+}

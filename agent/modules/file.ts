@@ -1,0 +1,396 @@
+// file.managed / file.directory / file.symlink / file.absent
+//
+//   /etc/nginx/sites-available/app:
+//     file.managed:
+//       - source: templates/nginx-app.conf.j2
+//       - template: jinja
+//       - user: root
+//       - mode: '0644'
+//       - check_cmd: nginx -t -c        # the new content's temp path is appended
+//   /srv/app:
+//     file.directory:
+//       - user: app
+//       - makedirs: true
+//   /srv/app/current:
+//     file.symlink:
+//       - target: /srv/app/releases/20260101-abc1234
+//
+// Files are replaced atomically (a temp file in the same directory, fsynced, renamed over the old
+// one), so a killed run leaves either the old file or the new one, never half of either.
+import { Type } from '@sinclair/typebox';
+import { createTwoFilesPatch } from 'diff';
+import { randomBytes } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { dirname, basename, join, resolve, isAbsolute } from 'node:path';
+import { findGroup, findUser } from '../accounts.js';
+import { commandArgv } from '../argv.js';
+import { Command, Mode, formatMode, parseMode } from './common.js';
+import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
+
+const Path = Type.String({ pattern: '^/', description: 'an absolute path' });
+const Owner = {
+  user: Type.Optional(Type.String({ minLength: 1 })),
+  group: Type.Optional(Type.String({ minLength: 1 })),
+  mode: Type.Optional(Mode),
+};
+
+/** What is at a path now, without following a final symlink. */
+interface PathFacts {
+  kind: 'file' | 'directory' | 'symlink' | 'other';
+  uid: number;
+  gid: number;
+  mode: number;
+  linkTarget?: string;
+}
+
+async function lstatPath(path: string): Promise<PathFacts | null> {
+  let st: Stats;
+  try {
+    st = await fs.lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const kind = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
+  return {
+    kind,
+    uid: st.uid,
+    gid: st.gid,
+    mode: st.mode & 0o7777,
+    linkTarget: kind === 'symlink' ? await fs.readlink(path) : undefined,
+  };
+}
+
+/**
+ * The uid/gid wanted by `user:`/`group:`. A name that does not exist yet is not an error here: an
+ * earlier state may create it (and in test mode has not). `apply` looks it up again.
+ */
+async function wantedIds(args: { user?: string; group?: string }): Promise<{ uid?: number; gid?: number }> {
+  const out: { uid?: number; gid?: number } = {};
+  if (args.user !== undefined) out.uid = (await findUser(args.user))?.uid ?? UNKNOWN_ID;
+  if (args.group !== undefined) out.gid = (await findGroup(args.group))?.gid ?? UNKNOWN_ID;
+  return out;
+}
+
+/** Stands for an account that does not exist (yet); never equal to a real id. */
+const UNKNOWN_ID = -2;
+
+async function userName(uid: number): Promise<string> {
+  return (await findUser(uid))?.name ?? String(uid);
+}
+async function groupName(gid: number): Promise<string> {
+  return (await findGroup(gid))?.name ?? String(gid);
+}
+
+interface OwnerWanted {
+  uid?: number;
+  gid?: number;
+  mode?: number;
+  userName?: string;
+  groupName?: string;
+}
+
+interface OwnerNow {
+  uid: number;
+  gid: number;
+  mode: number;
+  userName: string;
+  groupName: string;
+}
+
+async function ownerNow(facts: PathFacts | null): Promise<OwnerNow | null> {
+  if (!facts) return null;
+  return { uid: facts.uid, gid: facts.gid, mode: facts.mode, userName: await userName(facts.uid), groupName: await groupName(facts.gid) };
+}
+
+/** Changes of user, group and mode; for a path that does not exist yet, what it will get. */
+function ownerChanges(now: OwnerNow | null, wanted: OwnerWanted, includeMode = true): Change[] {
+  const changes: Change[] = [];
+  if (wanted.uid !== undefined && now?.uid !== wanted.uid) changes.push({ what: 'user', old: now?.userName ?? null, new: wanted.userName });
+  if (wanted.gid !== undefined && now?.gid !== wanted.gid) changes.push({ what: 'group', old: now?.groupName ?? null, new: wanted.groupName });
+  if (includeMode && wanted.mode !== undefined && now?.mode !== wanted.mode)
+    changes.push({ what: 'mode', old: now ? formatMode(now.mode) : null, new: formatMode(wanted.mode) });
+  return changes;
+}
+
+async function resolveOwner(args: { user?: string; group?: string; mode?: string }): Promise<OwnerWanted> {
+  const ids = await wantedIds(args);
+  return { ...ids, userName: args.user, groupName: args.group, mode: args.mode === undefined ? undefined : parseMode(args.mode) };
+}
+
+async function applyOwner(path: string, wanted: OwnerWanted, follow = true): Promise<void> {
+  if (wanted.uid === UNKNOWN_ID) throw new Error(`user ${wanted.userName} does not exist`);
+  if (wanted.gid === UNKNOWN_ID) throw new Error(`group ${wanted.groupName} does not exist`);
+  if (wanted.uid !== undefined || wanted.gid !== undefined) {
+    const chown = follow ? fs.chown : fs.lchown;
+    await chown(path, wanted.uid ?? -1, wanted.gid ?? -1);
+  }
+  if (wanted.mode !== undefined && follow) await fs.chmod(path, wanted.mode);
+}
+
+async function mkdirParents(path: string, makedirs: boolean): Promise<void> {
+  const parent = dirname(path);
+  if (makedirs) await fs.mkdir(parent, { recursive: true });
+  else {
+    const st = await lstatPath(parent);
+    if (!st) throw new Error(`directory ${parent} does not exist (set makedirs: true to create it)`);
+  }
+}
+
+function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.brine-${randomBytes(4).toString('hex')}`);
+}
+
+const MAX_DIFF_LINES = 400;
+
+function unifiedDiff(path: string, before: string, after: string): string {
+  const patch = createTwoFilesPatch(path, path, before, after, '', '', { context: 3 });
+  // Drop the "Index:"/"=====" lines; the ---/+++ headers carry no dates.
+  const lines = patch.split('\n').slice(2).map((l, i) => (i < 2 ? l.replace(/\t$/, '') : l));
+  if (lines.length > MAX_DIFF_LINES) return [...lines.slice(0, MAX_DIFF_LINES), `… ${lines.length - MAX_DIFF_LINES} more lines`].join('\n');
+  return lines.join('\n').trimEnd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// file.managed
+
+const ManagedArgs = Type.Object(
+  {
+    name: Path,
+    contents: Type.Optional(Type.String()),
+    source: Type.Optional(Type.String({ minLength: 1 })),
+    template: Type.Optional(Type.Literal('jinja')),
+    context: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    makedirs: Type.Boolean({ default: false }),
+    replace: Type.Boolean({ default: true }),
+    check_cmd: Type.Optional(Command),
+    ...Owner,
+  },
+  { additionalProperties: false },
+);
+
+interface ManagedCurrent {
+  path: PathFacts | null;
+  owner: OwnerNow | null;
+  content: string | null;
+  wantedContent: string;
+  wanted: OwnerWanted;
+}
+
+async function readContent(args: { contents?: string; source?: string; template?: string; context?: Record<string, unknown> }, ctx: Context): Promise<string> {
+  if (args.contents !== undefined) return args.contents;
+  if (args.source === undefined) return '';
+  if (args.template === 'jinja') return ctx.renderTemplate(args.source, args.context);
+  const path = isAbsolute(args.source) ? args.source : resolve(ctx.statesDir, args.source);
+  return fs.readFile(path, 'utf8');
+}
+
+const managed = stateFunction(ManagedArgs, {
+  validate(args) {
+    const problems: ArgProblem[] = [];
+    if (args.contents !== undefined && args.source !== undefined)
+      problems.push({ key: 'contents', message: 'give either contents or source, not both' });
+    if (args.template !== undefined && args.source === undefined)
+      problems.push({ key: 'template', message: 'template needs a source file' });
+    return problems;
+  },
+  async check(args, ctx): Promise<ManagedCurrent> {
+    const path = await lstatPath(args.name);
+    const wantedContent = await readContent(args, ctx);
+    const wanted = await resolveOwner(args);
+    // A file that holds a secret is never world-readable, even if no mode was asked for.
+    if (ctx.masker.contains(wantedContent)) {
+      if (wanted.mode !== undefined && wanted.mode & 0o007)
+        throw new Error(`mode ${formatMode(wanted.mode)} would make a file holding a secret world-readable`);
+      if (wanted.mode === undefined && (!path || path.mode & 0o007)) wanted.mode = 0o600 | ((path?.mode ?? 0) & 0o070);
+    }
+    let content: string | null = null;
+    if (path?.kind === 'file') content = await fs.readFile(args.name, 'utf8');
+    return { path, owner: await ownerNow(path), content, wantedContent, wanted };
+  },
+  plan(current, args) {
+    const { path, content, wantedContent } = current;
+    if (path && path.kind !== 'file') return { changes: [{ what: 'type', old: path.kind, new: 'file' }] };
+    const changes: Change[] = [];
+    if (!path) {
+      changes.push({ what: 'file', old: null, new: 'created', diff: unifiedDiff(args.name, '', wantedContent) });
+      // A new file gets the default mode 0644 unless a mode is asked for.
+      const wanted = { ...current.wanted, mode: current.wanted.mode ?? 0o644 };
+      changes.push(...ownerChanges(null, wanted));
+    } else {
+      if (args.replace && content !== wantedContent)
+        changes.push({ what: 'content', diff: unifiedDiff(args.name, content ?? '', wantedContent) });
+      changes.push(...ownerChanges(current.owner, current.wanted));
+    }
+    return { changes, reason: changes.length ? undefined : 'the file is in the correct state' };
+  },
+  async apply(args, plan, current, ctx) {
+    if (current.path && current.path.kind !== 'file')
+      throw new Error(`${args.name} is a ${current.path.kind}; remove it first (file.absent) to put a file there`);
+    const writes = plan.changes.some((c) => c.what === 'file' || c.what === 'content');
+    if (!writes) {
+      await applyOwner(args.name, current.wanted);
+      return;
+    }
+    await mkdirParents(args.name, args.makedirs);
+    const temp = tempPathFor(args.name);
+    try {
+      // The temp file is private until it carries its final owner and mode.
+      const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        await handle.writeFile(current.wantedContent);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const keep = current.owner ?? { uid: undefined, gid: undefined, mode: 0o644 };
+      await applyOwner(temp, {
+        ...current.wanted,
+        uid: current.wanted.uid ?? keep.uid,
+        gid: current.wanted.gid ?? keep.gid,
+        mode: current.wanted.mode ?? keep.mode,
+      });
+      if (args.check_cmd !== undefined) {
+        const argv = [...commandArgv(args.check_cmd), temp];
+        const result = await ctx.runner.run(argv, { allowFailure: true, timeoutMs: 120_000 });
+        if (result.code !== 0) {
+          const out = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
+          throw new Error(`check_cmd refused the new content (exit ${result.code}); the old file is kept${out ? `:\n${out}` : ''}`);
+        }
+      }
+      await fs.rename(temp, args.name);
+    } catch (err) {
+      await fs.rm(temp, { force: true });
+      throw err;
+    }
+    // The rename is durable only once the directory entry is.
+    const dir = await fs.open(dirname(args.name), 'r');
+    await dir.sync().finally(() => dir.close());
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// file.directory
+
+const DirectoryArgs = Type.Object(
+  { name: Path, makedirs: Type.Boolean({ default: false }), ...Owner },
+  { additionalProperties: false },
+);
+
+interface DirectoryCurrent {
+  path: PathFacts | null;
+  owner: OwnerNow | null;
+  wanted: OwnerWanted;
+}
+
+const directory = stateFunction(DirectoryArgs, {
+  async check(args): Promise<DirectoryCurrent> {
+    const path = await lstatPath(args.name);
+    return { path, owner: await ownerNow(path), wanted: await resolveOwner(args) };
+  },
+  plan(current) {
+    const { path } = current;
+    if (path && path.kind !== 'directory') return { changes: [{ what: 'type', old: path.kind, new: 'directory' }] };
+    const changes: Change[] = [];
+    if (!path) changes.push({ what: 'directory', old: null, new: 'created' }, ...ownerChanges(null, { ...current.wanted, mode: current.wanted.mode ?? 0o755 }));
+    else changes.push(...ownerChanges(current.owner, current.wanted));
+    return { changes, reason: changes.length ? undefined : 'the directory is in the correct state' };
+  },
+  async apply(args, _plan, current) {
+    if (current.path && current.path.kind !== 'directory')
+      throw new Error(`${args.name} is a ${current.path.kind}; remove it first (file.absent) to put a directory there`);
+    if (!current.path) {
+      await mkdirParents(args.name, args.makedirs);
+      await fs.mkdir(args.name, { mode: 0o755 });
+    }
+    await applyOwner(args.name, { ...current.wanted, mode: current.wanted.mode ?? (current.path ? undefined : 0o755) });
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// file.symlink
+
+const SymlinkArgs = Type.Object(
+  {
+    name: Path,
+    target: Type.String({ minLength: 1 }),
+    makedirs: Type.Boolean({ default: false }),
+    /** Replace a file or an empty directory that stands where the link should be. */
+    force: Type.Boolean({ default: false }),
+    user: Owner.user,
+    group: Owner.group,
+  },
+  { additionalProperties: false },
+);
+
+interface SymlinkCurrent {
+  path: PathFacts | null;
+  owner: OwnerNow | null;
+  wanted: OwnerWanted;
+}
+
+const symlink = stateFunction(SymlinkArgs, {
+  async check(args): Promise<SymlinkCurrent> {
+    const path = await lstatPath(args.name);
+    return { path, owner: await ownerNow(path), wanted: await resolveOwner(args) };
+  },
+  plan(current, args) {
+    const { path } = current;
+    const changes: Change[] = [];
+    if (!path) changes.push({ what: 'target', old: null, new: args.target }, ...ownerChanges(null, current.wanted, false));
+    else if (path.kind !== 'symlink') changes.push({ what: 'type', old: path.kind, new: 'symlink' }, { what: 'target', old: null, new: args.target });
+    else {
+      if (path.linkTarget !== args.target) changes.push({ what: 'target', old: path.linkTarget, new: args.target });
+      changes.push(...ownerChanges(current.owner, current.wanted, false));
+    }
+    return { changes, reason: changes.length ? undefined : 'the link is in the correct state' };
+  },
+  async apply(args, _plan, current) {
+    const { path } = current;
+    if (path && path.kind !== 'symlink') {
+      if (!args.force) throw new Error(`${args.name} is a ${path.kind}, not a link (set force: true to replace it)`);
+      if (path.kind === 'directory') await fs.rmdir(args.name);
+      else await fs.rm(args.name);
+    }
+    await mkdirParents(args.name, args.makedirs);
+    if (!path || path.kind !== 'symlink' || path.linkTarget !== args.target) {
+      // Atomic switch: a link under a temp name, renamed over the old one.
+      const temp = tempPathFor(args.name);
+      await fs.symlink(args.target, temp);
+      try {
+        await fs.rename(temp, args.name);
+      } catch (err) {
+        await fs.rm(temp, { force: true });
+        throw err;
+      }
+    }
+    await applyOwner(args.name, current.wanted, false);
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// file.absent
+
+const AbsentArgs = Type.Object({ name: Path }, { additionalProperties: false });
+
+const absent = stateFunction(AbsentArgs, {
+  validate(args) {
+    return resolve(args.name) === '/' ? [{ key: 'name', message: 'refusing to remove /' }] : [];
+  },
+  async check(args) {
+    return lstatPath(args.name);
+  },
+  plan(current) {
+    if (!current) return { changes: [], reason: 'already absent' };
+    return { changes: [{ what: current.kind, old: 'present', new: null }] };
+  },
+  async apply(args) {
+    await fs.rm(args.name, { recursive: true, force: true });
+  },
+});
+
+export const fileModule: StateModule = {
+  name: 'file',
+  functions: { managed, directory, symlink, absent },
+};

@@ -1,0 +1,15 @@
+// Every state module brine knows, by the name states use (`file`, `pkg`…).
+import type { Registry } from '../compile.js';
+import { cmdModule } from './cmd.js';
+import { cronModule } from './cron.js';
+import { fileModule } from './file.js';
+import { groupModule } from './group.js';
+import { pkgModule } from './pkg.js';
+import { serviceModule } from './service.js';
+import { sshAuthModule } from './ssh_auth.js';
+import { userModule } from './user.js';
+import type { StateModule } from './types.js';
+
+export const modules: StateModule[] = [fileModule, userModule, groupModule, sshAuthModule, pkgModule, serviceModule, cmdModule, cronModule];
+
+export const registry: Registry = Object.fromEntries(modules.map((m) => [m.name, m.functions]));

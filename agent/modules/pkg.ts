@@ -1,0 +1,415 @@
+// pkg.installed / pkg.latest / pkg.removed — apt packages
+//
+//   nginx:
+//     pkg.installed: []
+//   web-packages:
+//     pkg.installed:
+//       - pkgs: [python3-flask, gunicorn, python3-psycopg2]
+//   postgresql:
+//     pkg.installed:
+//       - version: 15.8-0+deb12u1
+//   openssl:
+//     pkg.latest:
+//       - refresh: true
+//   apache2:
+//     pkg.removed:
+//       - purge: true
+//
+// The installed packages are read once per run with one dpkg-query, and every pkg.installed (and
+// pkg.latest) state that is ready at the same time is installed by one `apt-get install`: apt is
+// slow to start and holds a lock, so one call per run is what keeps a converge fast.
+// `refresh`: true forces `apt-get update`, false never runs it; unset, it runs when the package
+// lists are older than an hour — at most once per run either way.
+import { Type } from '@sinclair/typebox';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+import { displayCommand, type RunResult } from '../exec.js';
+import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
+
+/** Where apt keeps its package lists, and when they count as stale; tests point them elsewhere. */
+export const aptCache = { listsDir: '/var/lib/apt/lists', maxAgeMs: 60 * 60 * 1000 };
+
+const PACKAGES_FACT = 'pkg:dpkg';
+const UPDATED_FACT = 'pkg:apt-updated';
+// Installing or removing packages starts, stops, adds and removes systemd units: the service
+// module's fact must be read again. (The key is service.ts's; modules don't import each other.)
+const UNITS_FACT = 'systemd:units';
+
+const APT_ENV = { DEBIAN_FRONTEND: 'noninteractive' };
+// Keep the admin's edited conffiles, never ask; wait for a dpkg lock held by unattended-upgrades
+// instead of failing the run.
+const APT_OPTIONS = ['-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'DPkg::Lock::Timeout=300'];
+
+// No `:arch` qualifier: the dpkg fact is keyed by plain package name.
+const PACKAGE_NAME = '^[a-z0-9][a-z0-9+.-]*$';
+const PackageName = Type.String({ pattern: PACKAGE_NAME, description: 'a Debian package name' });
+const Version = Type.String({ pattern: '^[A-Za-z0-9.+~:-]+$', description: 'an exact Debian version' });
+
+/** Packages a state is about: `pkgs`, or else `name` (which defaults to the state ID, as in Salt). */
+function packagesOf(args: { name: string; pkgs?: string[] }): string[] {
+  return [...new Set(args.pkgs ?? [args.name])];
+}
+
+function validatePackages(args: { name: string; pkgs?: string[] }): ArgProblem[] {
+  if (args.pkgs !== undefined) return args.pkgs.length ? [] : [{ key: 'pkgs', message: 'pkgs is empty' }];
+  return new RegExp(PACKAGE_NAME).test(args.name)
+    ? []
+    : [{ key: 'name', message: `"${args.name}" is not a Debian package name (give name: or pkgs:)` }];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Facts
+
+/** One package as dpkg knows it. `state` is dpkg's: installed, config-files, half-configured… */
+export interface DpkgPackage {
+  state: string;
+  version: string;
+}
+
+// dpkg counts these as installed and configured (triggers run at the end of the apt call).
+const INSTALLED_STATES = new Set(['installed', 'triggers-pending', 'triggers-awaiting']);
+
+export function parseDpkgQuery(stdout: string): Map<string, DpkgPackage> {
+  const packages = new Map<string, DpkgPackage>();
+  for (const line of stdout.split('\n')) {
+    const [name, status, version = ''] = line.split('\t');
+    if (!name || !status) continue;
+    const state = status.trim().split(/\s+/).pop() ?? '';
+    // A package of several architectures is listed once per architecture: the installed one wins.
+    const seen = packages.get(name);
+    if (seen && INSTALLED_STATES.has(seen.state)) continue;
+    packages.set(name, { state, version });
+  }
+  return packages;
+}
+
+function dpkgPackages(ctx: Context): Promise<Map<string, DpkgPackage>> {
+  return ctx.facts.get(PACKAGES_FACT, async () => {
+    const result = await ctx.runner.run(['dpkg-query', '-W', '-f', '${Package}\\t${Status}\\t${Version}\\n']);
+    return parseDpkgQuery(result.stdout);
+  });
+}
+
+function installedVersion(pkg: DpkgPackage | undefined): string | null {
+  return pkg && INSTALLED_STATES.has(pkg.state) ? pkg.version : null;
+}
+
+/** Candidate versions from `apt-cache policy`; a package apt does not know is left out. */
+export function parseAptPolicy(stdout: string): Map<string, string | null> {
+  const candidates = new Map<string, string | null>();
+  let current: string | null = null;
+  for (const line of stdout.split('\n')) {
+    if (/^\S.*:$/.test(line)) current = line.slice(0, -1);
+    else {
+      const m = /^\s+Candidate:\s*(\S+)/.exec(line);
+      if (m && current !== null) candidates.set(current, m[1] === '(none)' ? null : m[1]!);
+    }
+  }
+  return candidates;
+}
+
+async function candidateVersions(packages: string[], ctx: Context): Promise<Map<string, string | null>> {
+  if (packages.length === 0) return new Map();
+  const result = await ctx.runner.run(['apt-cache', 'policy', ...packages]);
+  return parseAptPolicy(result.stdout);
+}
+
+async function listsAreStale(): Promise<boolean> {
+  let names: string[];
+  try {
+    names = await fs.readdir(aptCache.listsDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+  // Indexes may be stored compressed (bookworm: …_Packages.lz4).
+  const lists = names.filter((n) => /_Packages(\.\w+)?$/.test(n));
+  if (lists.length === 0) return true;
+  const mtimes = await Promise.all(lists.map(async (n) => (await fs.stat(join(aptCache.listsDir, n))).mtimeMs));
+  return Date.now() - Math.max(...mtimes) > aptCache.maxAgeMs;
+}
+
+/** `apt-get update` when asked or when the lists are stale; never twice in a run. */
+async function refreshCache(refresh: (boolean | undefined)[], ctx: Context): Promise<void> {
+  if (refresh.length > 0 && refresh.every((r) => r === false)) return;
+  const force = refresh.some((r) => r === true);
+  if (!force && !(await listsAreStale())) return;
+  // The fact is the update itself: a second state gets the same promise, and a failed update is
+  // not cached, so the next state tries again.
+  await ctx.facts.get(UPDATED_FACT, async () => {
+    await ctx.runner.run(['apt-get', 'update', '-q'], { env: APT_ENV, timeoutMs: 5 * 60 * 1000 });
+    return true;
+  });
+}
+
+function forgetPackages(ctx: Context): void {
+  ctx.facts.forget(PACKAGES_FACT);
+  ctx.facts.forget(UNITS_FACT);
+}
+
+function tail(text: string, n: number): string {
+  return text.trimEnd().split('\n').slice(-n).join('\n');
+}
+
+/** What apt could not find, by package name, from apt-get's error lines. */
+export function unknownPackages(stderr: string): Map<string, string> {
+  const unknown = new Map<string, string>();
+  for (const line of stderr.split('\n')) {
+    let m: RegExpExecArray | null;
+    if ((m = /^E: Unable to locate package (\S+)/.exec(line)))
+      unknown.set(m[1]!, `package ${m[1]} is unknown to apt (check the name, or add the repository that provides it)`);
+    else if ((m = /^E: Couldn't find any package by (?:glob|regex) '([^']+)'/.exec(line)))
+      unknown.set(m[1]!, `package ${m[1]} is unknown to apt (check the name, or add the repository that provides it)`);
+    else if ((m = /^E: Package '([^']+)' has no installation candidate/.exec(line)))
+      unknown.set(m[1]!, `package ${m[1]} has no installation candidate (a virtual or obsolete package?)`);
+    else if ((m = /^E: Version '([^']+)' for '([^']+)' was not found/.exec(line)))
+      unknown.set(m[2]!, `version ${m[1]} of package ${m[2]} is not available (see apt-cache policy ${m[2]})`);
+  }
+  return unknown;
+}
+
+class AptError extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs apt-get with the options every change uses; a failure throws with apt's last lines. */
+async function aptGet(command: 'install' | 'remove' | 'purge', options: string[], targets: string[], ctx: Context): Promise<void> {
+  const argv = ['apt-get', command, '-y', '-q', ...options, ...APT_OPTIONS, ...targets];
+  let result: RunResult;
+  try {
+    result = await ctx.runner.run(argv, { env: APT_ENV, allowFailure: true, timeoutMs: 30 * 60 * 1000 });
+  } finally {
+    forgetPackages(ctx);
+  }
+  if (result.code !== 0) {
+    const detail = tail(result.stderr || result.stdout, 5);
+    throw new AptError(ctx.masker.mask(`\`${displayCommand(argv)}\` exited ${result.code}${detail ? `:\n${detail}` : ''}`), result.stderr);
+  }
+}
+
+/** One package to install: `nginx` or `nginx=1.22.1-9`. */
+interface InstallTarget {
+  name: string;
+  version?: string;
+}
+
+const installArgs = (target: InstallTarget) => (target.version ? `${target.name}=${target.version}` : target.name);
+
+/**
+ * Installs the targets of several states with one `apt-get install`. When apt refuses the whole
+ * call because some names are unknown, the others are installed with a second call, so one typo
+ * does not hold back the rest of the server; the error then names the unknown packages.
+ */
+async function install(targets: InstallTarget[], refresh: (boolean | undefined)[], ctx: Context): Promise<void> {
+  const unique = new Map(targets.map((t) => [installArgs(t), t]));
+  if (unique.size === 0) return;
+  await refreshCache(refresh, ctx);
+  const pinned = [...unique.values()].some((t) => t.version !== undefined);
+  // A pinned version is what the state asks for, even when it is older than the installed one.
+  const options = ['--no-install-recommends', ...(pinned ? ['--allow-downgrades'] : [])];
+  try {
+    await aptGet('install', options, [...unique.keys()], ctx);
+  } catch (err) {
+    const unknown = err instanceof AptError ? unknownPackages(err.stderr) : new Map<string, string>();
+    if (unknown.size === 0) throw err;
+    const rest = [...unique.entries()].filter(([, t]) => !unknown.has(t.name)).map(([arg]) => arg);
+    if (rest.length > 0) await aptGet('install', options, rest, ctx);
+    const note = rest.length > 0 ? ` (the other packages were installed: ${rest.join(' ')})` : '';
+    throw new Error(`apt-get install failed: ${[...unknown.values()].join('; ')}${note}`, { cause: err });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pkg.installed / pkg.latest
+
+const InstalledArgs = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    pkgs: Type.Optional(Type.Array(PackageName)),
+    version: Type.Optional(Version),
+    refresh: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const LatestArgs = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    pkgs: Type.Optional(Type.Array(PackageName)),
+    refresh: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+interface PackageNow {
+  name: string;
+  /** The installed version, or null. */
+  installed: string | null;
+  /** apt's candidate version: null when apt has none, undefined when it was not asked. */
+  candidate?: string | null;
+}
+
+interface PackagesCurrent {
+  packages: PackageNow[];
+}
+
+interface InstallWork {
+  changes: Change[];
+  targets: InstallTarget[];
+}
+
+// Plan and apply both derive what to install from current + args, so apply never depends on
+// anything but the plan's contract.
+function installedWork(current: PackagesCurrent, args: { version?: string }): InstallWork {
+  const work: InstallWork = { changes: [], targets: [] };
+  for (const p of current.packages) {
+    if (args.version !== undefined) {
+      if (p.installed === args.version) continue;
+      work.changes.push({ what: `package ${p.name}`, old: p.installed, new: args.version });
+      work.targets.push({ name: p.name, version: args.version });
+    } else if (p.installed === null) {
+      work.changes.push({ what: `package ${p.name}`, old: null, new: p.candidate ?? 'installed' });
+      work.targets.push({ name: p.name });
+    }
+  }
+  return work;
+}
+
+function latestWork(current: PackagesCurrent): InstallWork {
+  const work: InstallWork = { changes: [], targets: [] };
+  for (const p of current.packages) {
+    if (p.installed === null) work.changes.push({ what: `package ${p.name}`, old: null, new: p.candidate ?? 'installed' });
+    else if (p.candidate && p.candidate !== p.installed)
+      work.changes.push({ what: `package ${p.name}`, old: p.installed, new: p.candidate });
+    else continue;
+    work.targets.push({ name: p.name });
+  }
+  return work;
+}
+
+function names(current: { packages: { name: string }[] }): string {
+  const list = current.packages.map((p) => p.name);
+  return `${list.join(', ')} ${list.length > 1 ? 'are' : 'is'}`;
+}
+
+const installed = stateFunction(InstalledArgs, {
+  validate(args) {
+    const problems = validatePackages(args);
+    if (args.version !== undefined && args.pkgs !== undefined)
+      problems.push({ key: 'version', message: 'version applies to a single package; use one state per pinned package' });
+    return problems;
+  },
+  async check(args, ctx): Promise<PackagesCurrent> {
+    const dpkg = await dpkgPackages(ctx);
+    const packages: PackageNow[] = packagesOf(args).map((name) => ({ name, installed: installedVersion(dpkg.get(name)) }));
+    // Candidates only for what is missing: a converged run does not start apt-cache at all.
+    const missing = args.version === undefined ? packages.filter((p) => p.installed === null) : [];
+    const candidates = await candidateVersions(missing.map((p) => p.name), ctx);
+    for (const p of missing) p.candidate = candidates.get(p.name) ?? null;
+    return { packages };
+  },
+  plan(current, args) {
+    const { changes } = installedWork(current, args);
+    return changes.length ? { changes } : { changes, reason: `${names(current)} installed${args.version ? ` at ${args.version}` : ''}` };
+  },
+  async apply(args, _plan, current, ctx) {
+    await install(installedWork(current, args).targets, [args.refresh], ctx);
+  },
+  async applyBatch(items, ctx) {
+    const targets = items.flatMap((i) => installedWork(i.current, i.args).targets);
+    await install(targets, items.map((i) => i.args.refresh), ctx);
+  },
+});
+
+const latest = stateFunction(LatestArgs, {
+  validate: validatePackages,
+  async check(args, ctx): Promise<PackagesCurrent> {
+    // Unlike the other checks this one may run `apt-get update`: with stale lists, "latest" would
+    // be judged against old versions and never move.
+    await refreshCache([args.refresh], ctx);
+    const dpkg = await dpkgPackages(ctx);
+    const list = packagesOf(args);
+    const candidates = await candidateVersions(list, ctx);
+    const packages = list.map((name) => ({ name, installed: installedVersion(dpkg.get(name)), candidate: candidates.get(name) ?? null }));
+    return { packages };
+  },
+  plan(current) {
+    const { changes } = latestWork(current);
+    return changes.length ? { changes } : { changes, reason: `${names(current)} at the latest version` };
+  },
+  async apply(args, _plan, current, ctx) {
+    await install(latestWork(current).targets, [args.refresh], ctx);
+  },
+  async applyBatch(items, ctx) {
+    await install(items.flatMap((i) => latestWork(i.current).targets), items.map((i) => i.args.refresh), ctx);
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// pkg.removed
+
+const RemovedArgs = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    pkgs: Type.Optional(Type.Array(PackageName)),
+    /** Also delete the packages' configuration files (`apt-get purge`). */
+    purge: Type.Boolean({ default: false }),
+  },
+  { additionalProperties: false },
+);
+
+interface RemovedCurrent {
+  packages: { name: string; dpkg: DpkgPackage | null }[];
+}
+
+function removedWork(current: RemovedCurrent, args: { purge: boolean }): { changes: Change[]; targets: string[] } {
+  const changes: Change[] = [];
+  const targets: string[] = [];
+  for (const { name, dpkg } of current.packages) {
+    if (!dpkg || dpkg.state === 'not-installed') continue;
+    if (dpkg.state === 'config-files') {
+      // Removed already; only a purge has something left to do.
+      if (!args.purge) continue;
+      changes.push({ what: `package ${name}`, old: 'config files', new: null });
+    } else changes.push({ what: `package ${name}`, old: dpkg.version, new: null });
+    targets.push(name);
+  }
+  return { changes, targets };
+}
+
+const removed = stateFunction(RemovedArgs, {
+  validate: validatePackages,
+  async check(args, ctx): Promise<RemovedCurrent> {
+    const dpkg = await dpkgPackages(ctx);
+    return { packages: packagesOf(args).map((name) => ({ name, dpkg: dpkg.get(name) ?? null })) };
+  },
+  plan(current, args) {
+    const { changes } = removedWork(current, args);
+    return changes.length ? { changes } : { changes, reason: `${names(current)} ${args.purge ? 'purged' : 'not installed'}` };
+  },
+  async apply(args, _plan, current, ctx) {
+    await remove([{ args, current }], ctx);
+  },
+  async applyBatch(items, ctx) {
+    await remove(items, ctx);
+  },
+});
+
+/** One `apt-get remove` for the packages to remove and one `apt-get purge` for those to purge. */
+async function remove(items: { args: { purge: boolean }; current: RemovedCurrent }[], ctx: Context): Promise<void> {
+  for (const purge of [false, true]) {
+    const targets = [...new Set(items.filter((i) => i.args.purge === purge).flatMap((i) => removedWork(i.current, i.args).targets))];
+    if (targets.length === 0) continue;
+    await aptGet(purge ? 'purge' : 'remove', [], targets, ctx);
+  }
+}
+
+export const pkgModule: StateModule = {
+  name: 'pkg',
+  functions: { installed, latest, removed },
+};

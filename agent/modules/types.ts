@@ -1,0 +1,73 @@
+// The contract every state function implements (see STYLE.md): `check` reads the system and never
+// writes; `plan` is pure and says what would change (empty, with a reason, when nothing would);
+// `apply` makes the change. The runner owns test mode and the check-again after apply.
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { Runner } from '../exec.js';
+import type { Masker } from '../secret.js';
+import type { Facts } from '../facts.js';
+
+export interface Change {
+  /** What changes: `content`, `mode`, `package nginx`, `key alice@laptop`… */
+  what: string;
+  old?: unknown;
+  new?: unknown;
+  /** A unified diff, for file contents (masked before it is shown). */
+  diff?: string;
+}
+
+export interface Plan {
+  changes: Change[];
+  /** Why nothing needs doing, shown to the user when `changes` is empty. */
+  reason?: string;
+}
+
+export interface Context {
+  runner: Runner;
+  facts: Facts;
+  masker: Masker;
+  /** The states tree, which `source:` paths are relative to. */
+  statesDir: string;
+  /** Renders a Jinja template file (relative to statesDir) with the run's pillar, env and grains. */
+  renderTemplate(path: string, context?: Record<string, unknown>): string;
+}
+
+export interface ArgProblem {
+  /** The argument the problem is about. */
+  key: string;
+  message: string;
+}
+
+export interface StateFunction<A = any, C = any> {
+  /** JSON schema of the arguments (TypeBox): one source for the TypeScript type and ajv. */
+  schema: TSchema;
+  /** Checks beyond the schema that need nothing from the system (e.g. two exclusive arguments). */
+  validate?(args: A): ArgProblem[];
+  check(args: A, ctx: Context): Promise<C>;
+  plan(current: C, args: A, ctx: Context): Plan;
+  apply(args: A, plan: Plan, current: C, ctx: Context): Promise<void>;
+  /**
+   * Applies several states of this function with one action (one `apt-get install` per run).
+   * The runner calls it instead of `apply` for states that are ready at the same time.
+   */
+  applyBatch?(items: { args: A; plan: Plan; current: C }[], ctx: Context): Promise<void>;
+  /**
+   * An action (cmd.run) plans a change every time it is allowed to run, so the runner must not
+   * check again after apply; its success is the command's own.
+   */
+  action?: boolean;
+  /** What `watch` does when a watched state changed (restart, reload). Returns what it did. */
+  refresh?(args: A, ctx: Context): Promise<string>;
+}
+
+export interface StateModule {
+  name: string;
+  functions: Record<string, StateFunction>;
+}
+
+/** Types a state function by its schema, so `args` is checked against the same schema ajv uses. */
+export function stateFunction<S extends TSchema, C>(
+  schema: S,
+  def: Omit<StateFunction<Static<S>, C>, 'schema'>,
+): StateFunction<Static<S>, C> {
+  return { schema, ...def };
+}

@@ -1,0 +1,139 @@
+// Jinja-syntax rendering (nunjucks) of state files and file templates. Pillar is strict: reading a
+// key that does not exist is an error naming the key, the file and the line — never an empty
+// string in a config file. Optional keys are read with `pillar.get('a:b', default)`, as in Salt.
+import nunjucks from 'nunjucks';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from './errors.js';
+import { revealDeep } from './secret.js';
+import type { Grains } from './grains.js';
+
+export class UndefinedKeyError extends Error {
+  readonly key: string;
+  constructor(key: string) {
+    super(`${key} is not defined`);
+    this.key = key;
+  }
+}
+
+// Properties nunjucks and JavaScript probe on any value; reading them must not throw.
+const PROBED = new Set(['then', 'toJSON', 'length', '__keywords', 'constructor', 'prototype', 'toString', 'valueOf', 'inspect', 'nodeType']);
+
+/** Wraps a tree so that reading a missing key throws an UndefinedKeyError naming its path. */
+export function strict<T>(value: T, path: string): T {
+  if (value === null || typeof value !== 'object') return value;
+  return new Proxy(value as object, {
+    get(target, prop, receiver) {
+      if (typeof prop === 'symbol') return Reflect.get(target, prop, receiver);
+      if (Object.prototype.hasOwnProperty.call(target, prop) || (Array.isArray(target) && prop in target))
+        return strict(Reflect.get(target, prop, receiver), Array.isArray(target) ? `${path}[${prop}]` : `${path}.${prop}`);
+      if (prop === 'get' && !Array.isArray(target)) return (key: string, fallback?: unknown) => lookup(target, key, fallback);
+      if (prop === 'items' && !Array.isArray(target)) return () => Object.entries(target).map(([k, v]) => [k, strict(v, `${path}.${k}`)]);
+      if (prop === 'keys' && !Array.isArray(target)) return () => Object.keys(target);
+      if (prop === 'values' && !Array.isArray(target)) return () => Object.entries(target).map(([k, v]) => strict(v, `${path}.${k}`));
+      if (PROBED.has(prop) || prop in target) return Reflect.get(target, prop, receiver);
+      throw new UndefinedKeyError(`${path}.${prop}`);
+    },
+  }) as T;
+}
+
+/** Salt's `pillar.get('app:domain', 'example.com')`: a colon path, with a fallback. */
+function lookup(tree: object, key: string, fallback: unknown): unknown {
+  let node: unknown = tree;
+  for (const part of key.split(':')) {
+    if (node === null || typeof node !== 'object' || !Object.prototype.hasOwnProperty.call(node, part)) return fallback ?? null;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+export interface RenderScope {
+  pillar: Record<string, unknown>;
+  env: string;
+  grains: Grains;
+}
+
+export class Renderer {
+  readonly #env: nunjucks.Environment;
+  readonly #scope: Record<string, unknown>;
+  readonly #baseDir: string;
+
+  constructor(baseDir: string, scope: RenderScope) {
+    this.#baseDir = baseDir;
+    this.#env = new nunjucks.Environment(new nunjucks.FileSystemLoader(baseDir, { noCache: false }), {
+      autoescape: false,
+      throwOnUndefined: true,
+    });
+    // Templates need the real values; every printer masks them again by value.
+    this.#scope = {
+      pillar: strict(revealDeep(scope.pillar), 'pillar'),
+      env: scope.env,
+      grains: strict(scope.grains, 'grains'),
+    };
+  }
+
+  /** Renders text read from `file` (shown in errors, relative to the states dir). */
+  renderString(text: string, file: string, extra: Record<string, unknown> = {}): string {
+    try {
+      return this.#env.renderString(text, { ...this.#scope, ...extra }, { path: file } as never) as unknown as string;
+    } catch (err) {
+      throw toInputError(err, file, text);
+    }
+  }
+
+  /** Renders a template file, relative to the states dir. */
+  renderFile(path: string, extra: Record<string, unknown> = {}): string {
+    try {
+      return this.#env.render(path, { ...this.#scope, ...extra });
+    } catch (err) {
+      let source: string | undefined;
+      try {
+        source = readFileSync(join(this.#baseDir, path), 'utf8');
+      } catch {
+        source = undefined;
+      }
+      throw toInputError(err, path, source);
+    }
+  }
+
+  get baseDir(): string {
+    return this.#baseDir;
+  }
+}
+
+/** nunjucks reports `(file) [Line 3, Column 7]\n  Error: …`; brine reports `file:3: key: …`. */
+function toInputError(err: unknown, file: string, source?: string): InputError {
+  const e = err as Error & { lineno?: number; cause?: unknown };
+  const text = e.message ?? String(err);
+  const m = /\[Line (\d+), Column \d+\]/.exec(text);
+  const line = e.lineno ?? (m ? Number(m[1]) : undefined);
+  const fileMatch = /^\(([^)]+)\)/.exec(text);
+  const shownFile = fileMatch && fileMatch[1] !== 'unknown path' ? fileMatch[1]! : file;
+  const undefinedKey = /(\S+) is not defined/.exec(text);
+  if (undefinedKey) {
+    const key = undefinedKey[1]!;
+    return new InputError(
+      'undefined in the template (use pillar.get(key, default) for optional keys)',
+      { file: shownFile, line: line ?? (source ? lineMentioning(source, key) : undefined), key },
+      { cause: err },
+    );
+  }
+  const detail = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^\(.*\) \[Line/.test(l)).pop() ?? text;
+  const clean = detail.replace(/^Error: /, '').replace(/^Template render error: /, '');
+  if (/attempted to output null or undefined value/.test(clean))
+    return new InputError('a template prints an undefined value', { file: shownFile, line }, { cause: err });
+  return new InputError(`template error: ${clean}`, { file: shownFile, line }, { cause: err });
+}
+
+/**
+ * nunjucks loses the line of an error thrown while looking up a member, so find the first line
+ * that mentions the key (`pillar.db.password`), or failing that its last part.
+ */
+function lineMentioning(source: string, key: string): number | undefined {
+  const lines = source.split('\n');
+  const last = key.split(/[.[\]]/).filter(Boolean).pop() ?? key;
+  const word = new RegExp(`\\b${last.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`);
+  const at = (test: (l: string) => boolean) => lines.findIndex((l) => l.includes('{') && test(l));
+  const i = at((l) => l.includes(key)) >= 0 ? at((l) => l.includes(key)) : at((l) => word.test(l));
+  return i >= 0 ? i + 1 : undefined;
+}

@@ -1,0 +1,291 @@
+// Loading the state tree: `states/top.yaml` picks the state files for an environment; each file is
+// rendered with Jinja syntax, parsed as YAML and turned into declarations — one per (ID, function)
+// — that remember the file and line they came from, for error messages.
+//
+//   # states/top.yaml            # states/web.yaml
+//   '*':                         include:
+//     - users                      - users
+//     - web                      nginx:
+//   staging:                       pkg.installed: []
+//     - debug                      service.running:
+//                                    - enable: true
+//                                    - watch:
+//                                      - file: nginx-site
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Node, Pair, YAMLMap } from 'yaml';
+import { InputError, throwCollected } from './errors.js';
+import type { Renderer } from './render.js';
+import { isMap, isScalar, isSeq, parseYaml, type YamlFile } from './yamlfile.js';
+
+export const REQUISITE_KINDS = ['require', 'watch', 'onchanges', 'onfail'] as const;
+export type RequisiteKind = (typeof REQUISITE_KINDS)[number];
+
+export interface Place {
+  file: string;
+  line?: number;
+}
+
+/** `- file: nginx-site` (module + ID or name) or `- nginx-site` (any state with that ID). */
+export interface Requisite {
+  kind: RequisiteKind;
+  module?: string;
+  target: string;
+  /** `watch_in` and friends: the requisite belongs to the target, pointing back here. */
+  reverse: boolean;
+  place: Place;
+}
+
+export interface Conditions {
+  /** Run only if every command succeeds. */
+  onlyif?: (string | string[])[];
+  /** Skip if every command succeeds. */
+  unless?: (string | string[])[];
+  /** Skip if every path exists. */
+  creates?: string[];
+}
+
+export interface StateDecl {
+  /** `pkg.installed:nginx` — unique in the tree. */
+  key: string;
+  id: string;
+  module: string;
+  fn: string;
+  /** The module's arguments (requisites and conditions removed); `name` defaults to the ID. */
+  args: Record<string, unknown>;
+  argLines: Record<string, number | undefined>;
+  requisites: Requisite[];
+  conditions: Conditions;
+  place: Place;
+  /** Position in definition order across the whole tree. */
+  index: number;
+}
+
+export interface StateTree {
+  /** State files in the order they were loaded (includes first). */
+  files: string[];
+  states: StateDecl[];
+}
+
+const CONDITION_KEYS = ['onlyif', 'unless', 'creates'] as const;
+const SLS_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+/** `web.nginx` → states/web/nginx.yaml, or states/web/nginx/init.yaml (as Salt resolves SLS names). */
+export function slsPath(statesDir: string, sls: string): string | undefined {
+  const base = join(statesDir, ...sls.split('.'));
+  for (const candidate of [`${base}.yaml`, `${base}.sls`, join(base, 'init.yaml'), join(base, 'init.sls')])
+    if (existsSync(candidate)) return candidate;
+  return undefined;
+}
+
+function globMatch(pattern: string, text: string): boolean {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(text);
+}
+
+/** The SLS names top.yaml selects for an environment, in order, without repeats. */
+export function topFor(statesDir: string, env: string): { sls: string; place: Place }[] {
+  const file = 'top.yaml';
+  const path = join(statesDir, file);
+  if (!existsSync(path)) throw new InputError('missing: the top file says which state files apply to which environment', { file: `states/${file}` });
+  const y = parseYaml(readFileSync(path, 'utf8'), `states/${file}`);
+  const root = y.doc.contents;
+  if (!isMap(root)) throw new InputError('the top file must map environments (or "*") to lists of state files', { file: y.file, line: 1 });
+  const out: { sls: string; place: Place }[] = [];
+  for (const pair of root.items as Pair<Node, Node>[]) {
+    const pattern = String(isScalar(pair.key) ? pair.key.value : '');
+    if (!globMatch(pattern, env)) continue;
+    if (!isSeq(pair.value)) throw new InputError('expected a list of state files', { file: y.file, line: y.lineOf(pair.key), key: pattern });
+    for (const item of pair.value.items as Node[]) {
+      const sls = isScalar(item) ? String(item.value) : '';
+      if (!SLS_NAME.test(sls)) throw new InputError(`"${sls}" is not a state file name (like web or web.nginx)`, { file: y.file, line: y.lineOf(item), key: pattern });
+      if (!out.some((o) => o.sls === sls)) out.push({ sls, place: { file: y.file, line: y.lineOf(item) } });
+    }
+  }
+  return out;
+}
+
+export class TreeLoader {
+  readonly #statesDir: string;
+  readonly #renderer: Renderer;
+  readonly #loaded = new Set<string>();
+  readonly #ids = new Map<string, Place>();
+  readonly files: string[] = [];
+  readonly states: StateDecl[] = [];
+  readonly errors: InputError[] = [];
+
+  constructor(statesDir: string, renderer: Renderer) {
+    this.#statesDir = statesDir;
+    this.#renderer = renderer;
+  }
+
+  /** Loads an SLS and (first) everything it includes. Errors are collected, so one run reports them all. */
+  load(sls: string, from: Place): void {
+    if (this.#loaded.has(sls)) return;
+    this.#loaded.add(sls);
+    const path = slsPath(this.#statesDir, sls);
+    if (!path) {
+      this.errors.push(new InputError(`no state file for "${sls}" (looked for states/${sls.split('.').join('/')}.yaml)`, from));
+      return;
+    }
+    const file = `states/${path.slice(this.#statesDir.length + 1)}`;
+    let y: YamlFile;
+    try {
+      const text = this.#renderer.renderString(readFileSync(path, 'utf8'), file);
+      y = parseYaml(text, file);
+    } catch (err) {
+      if (err instanceof InputError) this.errors.push(err);
+      else throw err;
+      return;
+    }
+    this.files.push(file);
+    const root = y.doc.contents;
+    if (root === null || (isScalar(root) && root.value === null)) return;
+    if (!isMap(root)) {
+      this.errors.push(new InputError('a state file must map IDs to states', { file, line: 1 }));
+      return;
+    }
+    for (const pair of root.items as Pair<Node, Node>[]) {
+      const id = isScalar(pair.key) ? String(pair.key.value) : '';
+      const line = y.lineOf(pair.key);
+      if (id === 'include') {
+        this.#includes(y, pair);
+        continue;
+      }
+      try {
+        this.#declare(y, id, line, pair.value);
+      } catch (err) {
+        if (err instanceof InputError) this.errors.push(err);
+        else throw err;
+      }
+    }
+  }
+
+  #includes(y: YamlFile, pair: Pair<Node, Node>): void {
+    if (!isSeq(pair.value)) {
+      this.errors.push(new InputError('include: expects a list of state files', { file: y.file, line: y.lineOf(pair.key), key: 'include' }));
+      return;
+    }
+    for (const item of pair.value.items as Node[]) {
+      const sls = isScalar(item) ? String(item.value) : '';
+      this.load(sls, { file: y.file, line: y.lineOf(item) });
+    }
+  }
+
+  #declare(y: YamlFile, id: string, line: number | undefined, body: Node | null): void {
+    const place = { file: y.file, line };
+    const seen = this.#ids.get(id);
+    if (seen) throw new InputError(`ID declared twice (first at ${seen.file}:${seen.line})`, { ...place, key: id });
+    this.#ids.set(id, place);
+    if (!isMap(body)) throw new InputError('expected a mapping of module.function to arguments', { ...place, key: id });
+    for (const entry of (body as YAMLMap<Node, Node>).items) {
+      const head = isScalar(entry.key) ? String(entry.key.value) : '';
+      const entryLine = y.lineOf(entry.key) ?? line;
+      let module: string;
+      let fn: string;
+      let argsNode: Node | null = entry.value;
+      if (head.includes('.')) {
+        [module, fn] = head.split('.', 2) as [string, string];
+      } else {
+        // Salt's older form: `pkg: [installed, {name: x}]` — the bare string is the function.
+        module = head;
+        const items = isSeq(argsNode) ? (argsNode.items as Node[]) : [];
+        const bare = items.filter((i) => isScalar(i));
+        if (bare.length !== 1)
+          throw new InputError(`"${head}" needs a function, as in ${head}.installed or ${head}: [installed]`, { file: y.file, line: entryLine, key: id });
+        fn = String((bare[0] as { value: unknown }).value);
+        argsNode = { ...argsNode!, items: items.filter((i) => !isScalar(i)) } as unknown as Node;
+      }
+      this.states.push(this.#decl(y, id, module, fn, argsNode, entryLine));
+    }
+  }
+
+  #decl(y: YamlFile, id: string, module: string, fn: string, node: Node | null, line: number | undefined): StateDecl {
+    const place = { file: y.file, line };
+    const args: Record<string, unknown> = {};
+    const argLines: Record<string, number | undefined> = {};
+    const pairs: Pair<Node, Node>[] = [];
+    if (node === null || (isScalar(node) && node.value === null)) {
+      // `pkg.installed:` with nothing: all defaults.
+    } else if (isSeq(node)) {
+      for (const item of node.items as Node[]) {
+        if (!isMap(item) || item.items.length !== 1)
+          throw new InputError('each list item must be one `key: value`', { file: y.file, line: y.lineOf(item) ?? line, key: `${id}: ${module}.${fn}` });
+        pairs.push(item.items[0] as Pair<Node, Node>);
+      }
+    } else if (isMap(node)) {
+      pairs.push(...(node.items as Pair<Node, Node>[]));
+    } else {
+      throw new InputError('expected a list of arguments (or a mapping)', { ...place, key: `${id}: ${module}.${fn}` });
+    }
+    const requisites: Requisite[] = [];
+    const conditions: Conditions = {};
+    for (const pair of pairs) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '';
+      const keyLine = y.lineOf(pair.key) ?? line;
+      if (key in args || requisites.some((r) => r.place.line === keyLine))
+        throw new InputError('argument given twice', { file: y.file, line: keyLine, key: `${id}: ${key}` });
+      const value = pair.value === null ? null : (pair.value as Node).toJSON();
+      const kind = key.replace(/_in$/, '') as RequisiteKind;
+      if ((REQUISITE_KINDS as readonly string[]).includes(kind)) {
+        requisites.push(...this.#requisites(y, id, key, pair.value, keyLine));
+      } else if ((CONDITION_KEYS as readonly string[]).includes(key)) {
+        if (key === 'creates') {
+          const paths = typeof value === 'string' ? [value] : value;
+          if (!Array.isArray(paths) || !paths.every((v) => typeof v === 'string' && v.startsWith('/')))
+            throw new InputError('creates: expects an absolute path or a list of them', { file: y.file, line: keyLine, key: `${id}: ${key}` });
+          conditions.creates = paths as string[];
+        } else {
+          // As in Salt, a list is several commands; each is a string or an argv list.
+          const cmds = typeof value === 'string' ? [value] : value;
+          const isCommand = (c: unknown) => (typeof c === 'string' && c.length > 0) || (Array.isArray(c) && c.length > 0 && c.every((w) => typeof w === 'string'));
+          if (!Array.isArray(cmds) || cmds.length === 0 || !cmds.every(isCommand))
+            throw new InputError(`${key}: expects a command (a string or an argv list) or a list of them`, { file: y.file, line: keyLine, key: `${id}: ${key}` });
+          conditions[key as 'onlyif' | 'unless'] = cmds as (string | string[])[];
+        }
+      } else {
+        args[key] = value;
+        argLines[key] = keyLine;
+      }
+    }
+    if (!('name' in args)) args.name = id;
+    return {
+      key: `${module}.${fn}:${id}`,
+      id,
+      module,
+      fn,
+      args,
+      argLines,
+      requisites,
+      conditions,
+      place,
+      index: this.states.length,
+    };
+  }
+
+  #requisites(y: YamlFile, id: string, key: string, node: Node | null, line: number | undefined): Requisite[] {
+    const kind = key.replace(/_in$/, '') as RequisiteKind;
+    const reverse = key.endsWith('_in');
+    const items = isSeq(node) ? (node.items as Node[]) : node ? [node] : [];
+    if (items.length === 0) throw new InputError(`${key}: expects a list such as - file: ID`, { file: y.file, line, key: `${id}: ${key}` });
+    return items.map((item) => {
+      const place = { file: y.file, line: y.lineOf(item) ?? line };
+      if (isScalar(item)) return { kind, target: String(item.value), reverse, place };
+      if (isMap(item) && item.items.length === 1) {
+        const p = item.items[0] as Pair<Node, Node>;
+        const module = isScalar(p.key) ? String(p.key.value) : '';
+        const target = isScalar(p.value) ? String(p.value.value) : '';
+        if (module && target) return { kind, module, target, reverse, place };
+      }
+      throw new InputError(`${key}: each entry is "module: ID" or an ID`, { ...place, key: `${id}: ${key}` });
+    });
+  }
+}
+
+/** Loads every state file the top file selects for `env`. */
+export function loadTree(statesDir: string, env: string, renderer: Renderer): StateTree {
+  const loader = new TreeLoader(statesDir, renderer);
+  for (const { sls, place } of topFor(statesDir, env)) loader.load(sls, place);
+  throwCollected(loader.errors);
+  return { files: loader.files, states: loader.states };
+}
