@@ -161,7 +161,7 @@ export class Runner {
   }
 
   /** After apply, the system must match: a non-empty plan now means the change did not hold. */
-  async #verify(state: CompiledState, applied: Plan, started: number): Promise<void> {
+  async #verify(state: CompiledState, applied: Plan, started: number, applyError?: unknown): Promise<void> {
     if (state.function.action) {
       this.#record(state, 'changed', started, 'ran', applied);
       return;
@@ -169,7 +169,8 @@ export class Runner {
     const again = state.function.plan(await state.function.check(state.args, this.#ctx), state.args, this.#ctx);
     if (again.changes.length > 0) {
       const still = again.changes.map((c) => c.what).join(', ');
-      this.#record(state, 'failed', started, `applied, but still differs: ${still}`, applied);
+      const why = applyError === undefined ? `applied, but still differs: ${still}` : errorMessage(applyError);
+      this.#record(state, 'failed', started, why, applied);
       return;
     }
     this.#record(state, 'changed', started, 'changed', applied);
@@ -198,15 +199,17 @@ export class Runner {
         this.#record(other, 'failed', t0, errorMessage(err));
       }
     }
+    let batchError: unknown;
     try {
       await fn.applyBatch!(items, this.#ctx);
     } catch (err) {
-      for (const item of items) this.#record(item.state, 'failed', item.started, errorMessage(err));
-      return;
+      // Part of a batch may have been applied (apt installs the packages it knows): each state
+      // is judged by checking again, and only those that still differ carry the error.
+      batchError = err;
     }
     for (const item of items) {
       try {
-        await this.#verify(item.state, item.plan, item.started);
+        await this.#verify(item.state, item.plan, item.started, batchError);
       } catch (err) {
         this.#record(item.state, 'failed', item.started, errorMessage(err));
       }

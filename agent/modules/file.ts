@@ -142,6 +142,13 @@ function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.brine-${randomBytes(4).toString('hex')}`);
 }
 
+/** A run killed while writing leaves its temp file behind (never the target half-written). */
+async function removeStaleTemps(path: string): Promise<void> {
+  const prefix = `.${basename(path)}.brine-`;
+  const entries = await fs.readdir(dirname(path)).catch(() => [] as string[]);
+  await Promise.all(entries.filter((e) => e.startsWith(prefix)).map((e) => fs.rm(join(dirname(path), e), { force: true })));
+}
+
 const MAX_DIFF_LINES = 400;
 
 function unifiedDiff(path: string, before: string, after: string): string {
@@ -234,6 +241,7 @@ const managed = stateFunction(ManagedArgs, {
       return;
     }
     await mkdirParents(args.name, args.makedirs);
+    await removeStaleTemps(args.name);
     const temp = tempPathFor(args.name);
     try {
       // The temp file is private until it carries its final owner and mode.
@@ -356,6 +364,7 @@ const symlink = stateFunction(SymlinkArgs, {
     await mkdirParents(args.name, args.makedirs);
     if (!path || path.kind !== 'symlink' || path.linkTarget !== args.target) {
       // Atomic switch: a link under a temp name, renamed over the old one.
+      await removeStaleTemps(args.name);
       const temp = tempPathFor(args.name);
       await fs.symlink(args.target, temp);
       try {
