@@ -11,7 +11,9 @@ import type { CompiledState } from './compile.js';
 import type { Context } from './modules/types.js';
 import { ConsoleReporter } from './report/console.js';
 import { JsonReporter } from './report/json.js';
-import type { Reporter } from './report/events.js';
+import type { Reporter, RunSummary, StateResult } from './report/events.js';
+import { JournalReporter } from './report/journal.js';
+import { systemJournal } from './journal.js';
 import { Runner } from './runner.js';
 import { Masker } from './secret.js';
 
@@ -27,15 +29,19 @@ commands:
   apply [--test] [--only ID…] [--json] [--cron]   converge this server (--test: change nothing, say what would change)
   validate                                         parse, render and check every state and pillar file
   show [--json]                                    the rendered states, secrets masked
+  history [--last N] [--json]                      past runs, from the systemd journal
+  status [--json]                                  the last run, and whether the server is converged now
   version
 
 options:
   --root DIR     where states/, pillar/ and environment live (default ${DEFAULT_ROOT}, or $BRINE_ROOT)
   --env ENV      the environment (default: the one recorded in ROOT/environment)
   --wait SECS    how long apply waits for another run's lock (default 60)
-  --verbose      also list states that were already correct
+  --splay SECS   wait a random time up to SECS before starting (cron: spread a fleet's runs)
+  --verbose      also say why each state that was already correct needed nothing
 
-exit codes: 0 converged · 1 usage error · 2 a state failed · 3 invalid input, nothing applied · 4 another run holds the lock`;
+exit codes: 0 converged · 1 usage error · 2 a state failed (status: not converged) · 3 invalid input, nothing applied
+            4 another run holds the lock`;
 
 export interface Io {
   stdout: (text: string) => void;
@@ -61,6 +67,9 @@ interface Parsed {
   verbose: boolean;
   only: string[];
   waitMs: number;
+  splayMs: number;
+  last: number;
+  startedBy: RunSummary['startedBy'];
 }
 
 function parse(argv: string[], io: Io): Parsed {
@@ -78,6 +87,8 @@ function parse(argv: string[], io: Io): Parsed {
         root: { type: 'string' },
         env: { type: 'string' },
         wait: { type: 'string' },
+        splay: { type: 'string' },
+        last: { type: 'string', short: 'n' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
       },
@@ -91,18 +102,30 @@ function parse(argv: string[], io: Io): Parsed {
   // `--only a b` and `--only a,b` and `--only a --only b` all work.
   const only = [...(values.only ?? []), ...(values.only ? rest : [])].flatMap((s) => s.split(',')).filter(Boolean);
   if (rest.length > 0 && !values.only) throw new UsageError(`unexpected argument "${rest[0]}"`);
-  const wait = values.wait === undefined ? 60 : Number(values.wait);
-  if (!Number.isFinite(wait) || wait < 0) throw new UsageError(`--wait expects seconds, got "${values.wait}"`);
+  const seconds = (name: string, value: string | undefined, fallback: number) => {
+    const n = value === undefined ? fallback : Number(value);
+    if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} expects seconds, got "${value}"`);
+    return n;
+  };
+  const wait = seconds('wait', values.wait, 60);
+  const splay = seconds('splay', values.splay, 0);
+  const last = values.last === undefined ? 20 : Number(values.last);
+  if (!Number.isInteger(last) || last < 1) throw new UsageError(`--last expects a number of runs, got "${values.last}"`);
+  const cron = values.cron ?? false;
   return {
     command,
     root: values.root ?? io.env.BRINE_ROOT ?? DEFAULT_ROOT,
     env: values.env,
     test: values.test ?? false,
     json: values.json ?? false,
-    cron: values.cron ?? false,
+    cron,
     verbose: values.verbose ?? false,
     only,
     waitMs: wait * 1000,
+    splayMs: splay * 1000,
+    last,
+    // bootstrap.sh says who started the run; cron runs say so with --cron.
+    startedBy: cron ? 'cron' : io.env.BRINE_STARTED_BY === 'bootstrap' ? 'bootstrap' : 'hand',
   };
 }
 
@@ -131,12 +154,11 @@ function selectOnly(states: CompiledState[], only: string[]): CompiledState[] {
   return states.filter((s) => wanted.has(s));
 }
 
-async function apply(p: Parsed, io: Io): Promise<number> {
-  const loaded = loadFor(p);
-  const masker: Masker = loaded.pillar.masker;
-  const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
+/** Runs states under the run lock: the one way apply, --test and status converge or look. */
+async function converge(p: Parsed, io: Io, loaded: Loaded, states: CompiledState[], test: boolean, reporters: Reporter[]): Promise<RunSummary> {
+  const masker = loaded.pillar.masker;
   const lock = new Lock(io.env.BRINE_LOCK ?? DEFAULT_LOCK);
-  await lock.acquire(`agent apply${p.test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, p.waitMs);
+  await lock.acquire(`agent apply${test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, p.waitMs);
   try {
     const ctx: Context = {
       runner: createRunner(masker),
@@ -145,30 +167,117 @@ async function apply(p: Parsed, io: Io): Promise<number> {
       statesDir: loaded.statesDir,
       renderTemplate: (path, extra) => loaded.renderer.renderFile(path, extra),
     };
-    const reporters: Reporter[] = [];
-    if (p.json) reporters.push(new JsonReporter(io.stdout, masker));
-    else
-      reporters.push(
-        new ConsoleReporter({
-          write: io.stdout,
-          masker,
-          color: io.isTTY && !io.env.NO_COLOR,
-          progress: io.isTTY,
-          quietWhenClean: p.cron,
-          verbose: p.verbose,
-        }),
-      );
-    const summary = await new Runner(states, ctx, {
-      env: loaded.env,
-      test: p.test,
-      startedBy: p.cron ? 'cron' : 'hand',
-      reporters,
-    }).run();
+    const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
     for (const r of reporters) await r.close?.();
-    return summary.failed + summary.skipped > 0 ? ExitCode.failed : ExitCode.ok;
+    return summary;
   } finally {
     await lock.release();
   }
+}
+
+async function apply(p: Parsed, io: Io): Promise<number> {
+  const loaded = loadFor(p);
+  const masker: Masker = loaded.pillar.masker;
+  const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
+  // A fleet on the same cron schedule should not converge (and hit the mirror) all at once.
+  if (p.splayMs > 0) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * p.splayMs)));
+  const reporters: Reporter[] = [];
+  if (p.json) reporters.push(new JsonReporter(io.stdout, masker));
+  else
+    reporters.push(
+      new ConsoleReporter({
+        write: io.stdout,
+        masker,
+        color: io.isTTY && !io.env.NO_COLOR,
+        progress: io.isTTY,
+        quietWhenClean: p.cron,
+        verbose: p.verbose,
+      }),
+    );
+  const journal = systemJournal();
+  if (journal.available && io.env.BRINE_JOURNAL !== '0') reporters.push(new JournalReporter(journal, masker));
+  const summary = await converge(p, io, loaded, states, p.test, reporters);
+  return summary.failed + summary.skipped > 0 ? ExitCode.failed : ExitCode.ok;
+}
+
+interface RunRecord {
+  when: string;
+  runId: string;
+  env: string;
+  startedBy: string;
+  test: boolean;
+  total: number;
+  changed: number;
+  failed: number;
+  skipped: number;
+  durationMs: number;
+}
+
+function runRecord(e: Record<string, string>): RunRecord {
+  return {
+    when: new Date(Number(e.__REALTIME_TIMESTAMP) / 1000).toISOString(),
+    runId: e.BRINE_RUN_ID ?? '',
+    env: e.BRINE_ENV ?? '',
+    startedBy: e.BRINE_STARTED_BY ?? '',
+    test: e.BRINE_TEST === '1',
+    total: Number(e.BRINE_TOTAL ?? 0),
+    changed: Number(e.BRINE_CHANGED_COUNT ?? 0),
+    failed: Number(e.BRINE_FAILED_COUNT ?? 0),
+    skipped: Number(e.BRINE_SKIPPED_COUNT ?? 0),
+    durationMs: Number(e.BRINE_DURATION_MS ?? 0),
+  };
+}
+
+function formatRun(r: RunRecord): string {
+  const when = r.when.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  const mode = r.test ? 'test' : 'apply';
+  const result = r.failed + r.skipped ? 'FAILED' : 'ok';
+  return `${when}  ${r.startedBy.padEnd(9)} ${mode.padEnd(5)} ${r.env.padEnd(11)} ${String(r.total).padStart(6)} ${String(r.changed).padStart(7)} ${String(r.failed + r.skipped).padStart(6)} ${`${(r.durationMs / 1000).toFixed(2)}s`.padStart(8)}  ${result}`;
+}
+
+const RUN_HEADER = `${'WHEN'.padEnd(20)}  ${'HOW'.padEnd(9)} ${'MODE'.padEnd(5)} ${'ENV'.padEnd(11)} ${'STATES'.padStart(6)} ${'CHANGED'.padStart(7)} ${'FAILED'.padStart(6)} ${'TIME'.padStart(8)}  RESULT`;
+
+async function history(p: Parsed, io: Io): Promise<number> {
+  const journal = systemJournal();
+  if (!journal.available) throw new UsageError('no systemd journal here: history is kept on the server');
+  const runs = (await journal.read(['BRINE_EVENT=run-end'], { last: p.last })).map(runRecord);
+  if (p.json) io.stdout(`${JSON.stringify(runs, null, 2)}\n`);
+  else if (runs.length === 0) io.stdout('no runs in the journal yet\n');
+  else io.stdout(`${[RUN_HEADER, ...runs.map(formatRun)].join('\n')}\n`);
+  return ExitCode.ok;
+}
+
+/** The last run, what failed in it, and whether the server is converged now (a --test pass). */
+async function status(p: Parsed, io: Io): Promise<number> {
+  const journal = systemJournal();
+  const lastRuns = journal.available ? (await journal.read(['BRINE_EVENT=run-end', 'BRINE_TEST=0'], { last: 1 })).map(runRecord) : [];
+  const last = lastRuns[0];
+  const failedStates = last && last.failed + last.skipped > 0 ? await journal.read([`BRINE_RUN_ID=${last.runId}`, 'BRINE_EVENT=state', 'BRINE_RESULT=failed']) : [];
+  const loaded = loadFor(p);
+  const collected: StateResult[] = [];
+  const collector: Reporter = { on: (e) => void (e.kind === 'state-result' && collected.push(e.result)) };
+  const summary = await converge(p, io, loaded, loaded.states, true, [collector]);
+  const pending = collected.filter((r) => r.status === 'would-change' || r.status === 'failed');
+  const converged = pending.length === 0;
+  if (p.json) {
+    io.stdout(`${loaded.pillar.masker.mask(JSON.stringify({ lastRun: last ?? null, converged, pending: pending.map((r) => ({ id: r.id, function: r.function, status: r.status, changes: r.changes })) }, null, 2))}\n`);
+  } else {
+    const lines: string[] = [];
+    lines.push(
+      last
+        ? `last run: ${last.when.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${last.startedBy}): ${last.total} states, ${last.changed} changed, ${last.failed + last.skipped} failed, ${(last.durationMs / 1000).toFixed(2)}s`
+        : 'last run: none in the journal',
+    );
+    for (const f of failedStates) lines.push(`  failed: ${f.BRINE_FUNCTION} ${f.BRINE_NAME}`);
+    lines.push(
+      converged
+        ? `converged now: yes (${summary.total} states checked)`
+        : `converged now: no, ${pending.length} of ${summary.total} states would change or fail:`,
+    );
+    for (const r of pending) lines.push(`  ${r.status === 'failed' ? '✗' : '?'} ${r.function} ${r.name}${r.changes.length ? ` (${r.changes.map((c) => c.what).join(', ')})` : ''}`);
+    io.stdout(`${loaded.pillar.masker.mask(lines.join('\n'))}\n`);
+  }
+  return converged ? ExitCode.ok : ExitCode.failed;
 }
 
 function validate(p: Parsed, io: Io): number {
@@ -209,6 +318,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return validate(p, io);
       case 'show':
         return show(p, io);
+      case 'history':
+        return await history(p, io);
+      case 'status':
+        return await status(p, io);
       case 'version':
         io.stdout(`brine ${VERSION} (node ${process.version})\n`);
         return ExitCode.ok;
@@ -216,7 +329,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.stdout(`${USAGE}\n`);
         return ExitCode.ok;
       default: {
-        const hint = suggest(p.command, ['apply', 'validate', 'show', 'version', 'help']);
+        const hint = suggest(p.command, ['apply', 'validate', 'show', 'history', 'status', 'version', 'help']);
         throw new UsageError(`unknown command "${p.command}"${hint ? ` (did you mean ${hint}?)` : ''}`);
       }
     }

@@ -27,7 +27,8 @@ export function strict<T>(value: T, path: string): T {
       if (typeof prop === 'symbol') return Reflect.get(target, prop, receiver);
       if (Object.prototype.hasOwnProperty.call(target, prop) || (Array.isArray(target) && prop in target))
         return strict(Reflect.get(target, prop, receiver), Array.isArray(target) ? `${path}[${prop}]` : `${path}.${prop}`);
-      if (prop === 'get' && !Array.isArray(target)) return (key: string, fallback?: unknown) => lookup(target, key, fallback);
+      if (prop === 'get' && !Array.isArray(target))
+        return (key: string, fallback?: unknown) => strict(lookup(target, key, fallback), `${path}.${key.replace(/:/g, '.')}`);
       if (prop === 'items' && !Array.isArray(target)) return () => Object.entries(target).map(([k, v]) => [k, strict(v, `${path}.${k}`)]);
       if (prop === 'keys' && !Array.isArray(target)) return () => Object.keys(target);
       if (prop === 'values' && !Array.isArray(target)) return () => Object.entries(target).map(([k, v]) => strict(v, `${path}.${k}`));

@@ -1,5 +1,5 @@
 // The console report: one line per state (result, function, name, duration), the changes of states
-// that changed, then a summary. Like Salt's highstate output, tighter. Everything is masked.
+// that changed, why a state failed or was skipped, then a summary. Like Salt's highstate output, tighter. Everything is masked.
 import type { Change } from '../modules/types.js';
 import type { Masker } from '../secret.js';
 import type { Reporter, RunEvent, StateResult, StateStatus } from './events.js';
@@ -12,7 +12,7 @@ export interface ConsoleOptions {
   progress: boolean;
   /** Cron: print nothing when nothing changed and nothing failed. */
   quietWhenClean: boolean;
-  /** Show states that were already correct (default: only a count). */
+  /** Also say why a state that was already correct needed nothing. */
   verbose: boolean;
 }
 
@@ -124,13 +124,13 @@ export class ConsoleReporter implements Reporter {
   }
 
   #result(r: StateResult): void {
-    const quiet = (r.status === 'ok' || r.status === 'not-needed') && !this.#o.verbose;
-    if (quiet) return;
-    const head = `  ${this.#paint(COLOR[r.status], MARK[r.status])} ${r.function.padEnd(18)} ${r.name}`;
-    this.#out(`${head}  ${this.#paint('90', seconds(r.durationMs))}`);
+    const head = `  ${this.#paint(COLOR[r.status], MARK[r.status])} ${r.function.padEnd(18)} ${r.name}  ${this.#paint('90', seconds(r.durationMs))}`;
+    // Why a state did nothing fits on its line; why it failed gets lines of its own.
+    const inline = r.status === 'not-needed' || (r.status === 'ok' && this.#o.verbose);
+    this.#out(inline && r.comment ? `${head}  ${this.#paint('90', `(${r.comment})`)}` : head);
     for (const c of r.changes) for (const l of formatChange(c)) this.#out(`      ${colorDiff(l, this.#o.color)}`);
-    if (r.status === 'failed' || r.status === 'skipped' || (this.#o.verbose && r.comment))
-      for (const l of r.comment.split('\n')) this.#out(`      ${r.status === 'failed' ? this.#paint('31', l) : l}`);
+    if (r.status === 'failed' || r.status === 'skipped')
+      for (const l of r.comment.split('\n')) this.#out(`      ${this.#paint('31', l)}`);
   }
 }
 
