@@ -15,6 +15,8 @@ import type { Reporter, RunSummary, StateResult } from './report/events.js';
 import { JournalReporter } from './report/journal.js';
 import { systemJournal } from './journal.js';
 import { Runner } from './runner.js';
+import { deployKey } from './deploykey.js';
+import { postgresChild } from './postgres/child.js';
 import { Masker } from './secret.js';
 
 declare const BRINE_VERSION: string | undefined;
@@ -30,6 +32,7 @@ commands:
   validate                                         parse, render and check every state and pillar file
   show [--json]                                    the rendered states, secrets masked
   history [--last N] [--json]                      past runs, from the systemd journal
+  deploy-key ENV [--root REPO]                     (on your machine) make the app's deploy key for ENV
   status [--json]                                  the last run, and whether the server is converged now
   version
 
@@ -57,8 +60,13 @@ const processIo: Io = {
   env: process.env,
 };
 
+/** Commands that take positional arguments of their own. */
+const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres'];
+
 interface Parsed {
   command: string;
+  /** Positional arguments after the command (for commands that take them). */
+  args: string[];
   root: string;
   env?: string;
   test: boolean;
@@ -101,7 +109,7 @@ function parse(argv: string[], io: Io): Parsed {
   const rest = positionals.slice(1);
   // `--only a b` and `--only a,b` and `--only a --only b` all work.
   const only = [...(values.only ?? []), ...(values.only ? rest : [])].flatMap((s) => s.split(',')).filter(Boolean);
-  if (rest.length > 0 && !values.only) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  if (rest.length > 0 && !values.only && !COMMANDS_WITH_ARGUMENTS.includes(command)) throw new UsageError(`unexpected argument "${rest[0]}"`);
   const seconds = (name: string, value: string | undefined, fallback: number) => {
     const n = value === undefined ? fallback : Number(value);
     if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} expects seconds, got "${value}"`);
@@ -114,6 +122,7 @@ function parse(argv: string[], io: Io): Parsed {
   const cron = values.cron ?? false;
   return {
     command,
+    args: COMMANDS_WITH_ARGUMENTS.includes(command) ? rest : [],
     root: values.root ?? io.env.BRINE_ROOT ?? DEFAULT_ROOT,
     env: values.env,
     test: values.test ?? false,
@@ -166,10 +175,16 @@ async function converge(p: Parsed, io: Io, loaded: Loaded, states: CompiledState
       masker,
       statesDir: loaded.statesDir,
       renderTemplate: (path, extra) => loaded.renderer.renderFile(path, extra),
+      pillar: loaded.pillar.data,
+      env: loaded.env,
     };
-    const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
-    for (const r of reporters) await r.close?.();
-    return summary;
+    try {
+      const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
+      for (const r of reporters) await r.close?.();
+      return summary;
+    } finally {
+      await ctx.facts.dispose();
+    }
   } finally {
     await lock.release();
   }
@@ -320,6 +335,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return show(p, io);
       case 'history':
         return await history(p, io);
+      case 'deploy-key':
+        return await deployKey(p.args, p.root, io);
+      case '__postgres':
+        // Internal: the Postgres client, run as the postgres OS user (peer authentication).
+        return await postgresChild();
       case 'status':
         return await status(p, io);
       case 'version':

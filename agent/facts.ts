@@ -17,4 +17,18 @@ export class Facts {
   forget(key: string): void {
     this.#cache.delete(key);
   }
+
+  #disposers: (() => Promise<void> | void)[] = [];
+
+  /** Something a fact holds open for the run (a database connection), closed when the run ends. */
+  onDispose(close: () => Promise<void> | void): void {
+    this.#disposers.push(close);
+  }
+
+  async dispose(): Promise<void> {
+    const closers = this.#disposers.reverse();
+    this.#disposers = [];
+    this.#cache.clear();
+    for (const close of closers) await close();
+  }
 }

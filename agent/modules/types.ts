@@ -5,6 +5,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import type { Runner } from '../exec.js';
 import type { Masker } from '../secret.js';
 import type { Facts } from '../facts.js';
+import type { PillarTree } from '../pillar.js';
 
 export interface Change {
   /** What changes: `content`, `mode`, `package nginx`, `key alice@laptop`… */
@@ -29,6 +30,13 @@ export interface Context {
   statesDir: string;
   /** Renders a Jinja template file (relative to statesDir) with the run's pillar, env and grains. */
   renderTemplate(path: string, context?: Record<string, unknown>): string;
+  /**
+   * The merged pillar, secrets still wrapped in `Secret`: for modules that write pillar data
+   * themselves (env.file), so a secret is revealed only as it is written.
+   */
+  pillar: PillarTree;
+  /** The environment this run converges (staging, production…). */
+  env: string;
 }
 
 export interface ArgProblem {

@@ -27,7 +27,9 @@ function fakeRunner(script: [string[], Answer][]) {
 }
 
 function context(runner: Runner, masker = new Masker()): Context {
-  return { runner, facts: new Facts(), masker, statesDir: '/srv/states', renderTemplate: () => { throw new Error('no templates'); } };
+  return { runner, facts: new Facts(), masker, statesDir: '/srv/states', pillar: {},
+    env: 'test',
+    renderTemplate: () => { throw new Error('no templates'); } };
 }
 
 /** Arguments as the engine hands them over: defaults applied, checked against the schema. */

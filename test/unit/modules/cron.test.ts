@@ -22,7 +22,9 @@ function fakeRunner() {
 }
 
 function context(masker = new Masker()): Context {
-  return { runner: fakeRunner().runner, facts: new Facts(), masker, statesDir: '/srv/states', renderTemplate: () => { throw new Error('no templates'); } };
+  return { runner: fakeRunner().runner, facts: new Facts(), masker, statesDir: '/srv/states', pillar: {},
+    env: 'test',
+    renderTemplate: () => { throw new Error('no templates'); } };
 }
 
 /** Arguments as the engine hands them over: defaults applied, checked against the schema. */

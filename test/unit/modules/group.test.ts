@@ -44,6 +44,8 @@ function setup(t: Test) {
     facts: new Facts(),
     masker: new Masker(),
     statesDir: dir,
+    pillar: {},
+    env: 'test',
     renderTemplate: () => {
       throw new Error('no templates');
     },

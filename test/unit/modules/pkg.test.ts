@@ -28,7 +28,9 @@ function fakeRunner(script: [string[], Answer][]) {
 }
 
 function context(runner: Runner, dir: string, masker = new Masker()): Context {
-  return { runner, facts: new Facts(), masker, statesDir: dir, renderTemplate: () => { throw new Error('no templates'); } };
+  return { runner, facts: new Facts(), masker, statesDir: dir, pillar: {},
+    env: 'test',
+    renderTemplate: () => { throw new Error('no templates'); } };
 }
 
 /** Arguments as the engine hands them over: defaults applied, checked against the schema. */

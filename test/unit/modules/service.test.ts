@@ -26,7 +26,9 @@ function fakeRunner(script: [string[], Answer][]) {
 }
 
 function context(runner: Runner): Context {
-  return { runner, facts: new Facts(), masker: new Masker(), statesDir: '/srv/states', renderTemplate: () => { throw new Error('no templates'); } };
+  return { runner, facts: new Facts(), masker: new Masker(), statesDir: '/srv/states', pillar: {},
+    env: 'test',
+    renderTemplate: () => { throw new Error('no templates'); } };
 }
 
 /** Arguments as the engine hands them over: defaults applied, checked against the schema. */

@@ -63,6 +63,8 @@ function setup(t: Test, alice: Fixture = {}, extra: Fixture = {}) {
     facts: new Facts(),
     masker: new Masker(),
     statesDir: dir,
+    pillar: {},
+    env: 'test',
     renderTemplate: () => {
       throw new Error('no templates');
     },

@@ -62,6 +62,8 @@ function setup(t: Test, script?: (argv: readonly string[]) => Partial<RunResult>
     facts: new Facts(),
     masker: new Masker(),
     statesDir: dir,
+    pillar: {},
+    env: 'test',
     renderTemplate: () => {
       throw new Error('no templates');
     },
