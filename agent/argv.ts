@@ -22,6 +22,8 @@ export function splitCommand(command: string): string[] {
     } else if (c === '"' || c === "'") {
       quote = c;
       inWord = true;
+    } else if (c === '\\' && command[i + 1] === '\n') {
+      i++; // a line continuation, as in a shell
     } else if (c === '\\' && i + 1 < command.length) {
       word += command[++i];
       inWord = true;

@@ -59,6 +59,11 @@ function describeArgError(errors: ErrorObject[], schema: TSchema): { arg: string
   const e = union && !sorted.some((s) => s.instancePath.length > union.instancePath.length) ? union : sorted[0]!;
   const path = e.instancePath.split('/').filter(Boolean);
   const properties = (schema as { properties?: Record<string, TSchema & { hint?: string }> }).properties ?? {};
+  if (e.keyword === 'additionalProperties' && path.length > 0) {
+    // Inside a mapping argument (env: {…}): that key is not allowed there.
+    const extra = (e.params as { additionalProperty: string }).additionalProperty;
+    return { arg: path[0]!, message: `${[...path.slice(1), extra].join('.')} is not an allowed key` };
+  }
   if (e.keyword === 'additionalProperties') {
     const extra = (e.params as { additionalProperty: string }).additionalProperty;
     const hint = suggest(extra, Object.keys(properties));
@@ -137,30 +142,28 @@ export function compile(states: StateDecl[], registry: Registry): CompiledState[
   return order(compiled);
 }
 
-/** Definition order, except that a state runs after everything it depends on. Cycles are errors. */
+/**
+ * Definition order, except that a state's requisites run first — pulled forward when it is reached,
+ * as Salt does (so `a` requiring a later `d` runs d, a, b, c). A cycle is an input error.
+ */
 function order(states: CompiledState[]): CompiledState[] {
-  const waiting = new Map(states.map((s) => [s, new Set(s.deps.map((d) => d.state))]));
   const out: CompiledState[] = [];
-  while (waiting.size > 0) {
-    let next: CompiledState | undefined;
-    for (const [s, deps] of waiting) if (deps.size === 0 && (!next || s.index < next.index)) next = s;
-    if (!next) throw cycleError([...waiting.keys()]);
-    waiting.delete(next);
-    for (const deps of waiting.values()) deps.delete(next);
-    out.push(next);
-  }
+  const done = new Set<CompiledState>();
+  const path: CompiledState[] = [];
+  const visit = (s: CompiledState) => {
+    if (done.has(s)) return;
+    if (path.includes(s)) throw cycleError([...path.slice(path.indexOf(s)), s]);
+    path.push(s);
+    for (const d of [...s.deps].sort((a, b) => a.state.index - b.state.index)) visit(d.state);
+    path.pop();
+    done.add(s);
+    out.push(s);
+  };
+  for (const s of [...states].sort((a, b) => a.index - b.index)) visit(s);
   return out;
 }
 
-function cycleError(stuck: CompiledState[]): InputError {
-  // Walk dependencies from any stuck state until one repeats: that loop is the cycle.
-  const path: CompiledState[] = [];
-  let s: CompiledState | undefined = stuck.sort((a, b) => a.index - b.index)[0];
-  while (s && !path.includes(s)) {
-    path.push(s);
-    s = s.deps.map((d) => d.state).find((d) => stuck.includes(d));
-  }
-  const loop = s ? [...path.slice(path.indexOf(s)), s] : path;
+function cycleError(loop: CompiledState[]): InputError {
   const shown = loop.map((x) => `${label(x)} (${x.place.file}:${x.place.line})`).join(' → ');
   return new InputError(`requisite cycle: ${shown}`, { file: loop[0]!.place.file, line: loop[0]!.place.line, key: loop[0]!.id });
 }

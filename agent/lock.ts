@@ -66,8 +66,8 @@ export class Lock {
       if (age < 5_000) return owner;
     }
     if (!alive(owner)) {
-      await this.#breakStale(owner);
-      return this.#tryTake(command);
+      // Broken: try again at once. Someone else breaking it: wait like for a live owner.
+      if (await this.#breakStale(owner)) return this.#tryTake(command);
     }
     return owner;
   }
@@ -76,7 +76,7 @@ export class Lock {
    * Removes a stale lock. Two runs may find the same stale lock at once; the `.break` file makes
    * sure only one removes it, so neither can remove the fresh lock the other just took.
    */
-  async #breakStale(stale: LockOwner): Promise<void> {
+  async #breakStale(stale: LockOwner): Promise<boolean> {
     const breaker = `${this.#path}.break`;
     try {
       await (await open(breaker, 'wx')).close();
@@ -85,7 +85,7 @@ export class Lock {
       // Someone else is breaking it; a breaker left by a killed run expires after 10 s.
       const age = Date.now() - (await stat(breaker).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
       if (age > 10_000) await rm(breaker, { force: true });
-      return;
+      return false;
     }
     try {
       const now = await readFile(this.#path, 'utf8').catch(() => '');
@@ -97,6 +97,7 @@ export class Lock {
         same = true;
       }
       if (same) await rm(this.#path, { force: true });
+      return true;
     } finally {
       await rm(breaker, { force: true });
     }

@@ -47,6 +47,9 @@ const isPillarFile = (name: string) => /\.ya?ml$/.test(name) && !/\.example\.ya?
 const isSecretsFile = (name: string) => /^secrets.*\.ya?ml$/.test(name);
 
 function pillarFiles(pillarDir: string, env: string): string[] {
+  const shared = readdirSync(pillarDir).filter((f) => isPillarFile(f) && isSecretsFile(f));
+  if (shared.length > 0)
+    throw new InputError('secrets belong in pillar/ENV/: a secrets file here would reach the servers of every environment', { file: `pillar/${shared[0]}` });
   const top = readdirSync(pillarDir, { withFileTypes: true })
     .filter((d) => d.isFile() && isPillarFile(d.name) && !isSecretsFile(d.name))
     .map((d) => d.name)
@@ -78,11 +81,11 @@ export function loadPillar(pillarDir: string, env: string, shownBase = join(pill
   const files = pillarFiles(pillarDir, env);
   let data: PillarTree = {};
   for (const file of files) {
-    const parsed = parseYaml(readFileSync(file, 'utf8'), show(file));
-    let value = parsed.doc.toJS() as unknown;
+    const secret = isSecretsFile(file.split('/').pop()!);
+    let value = parseYaml(readFileSync(file, 'utf8'), show(file), { secret }).toJS();
     if (value === null || value === undefined) continue;
     if (!isPlainObject(value)) throw new InputError('a pillar file must be a mapping of keys to values', { file: show(file), line: 1 });
-    if (isSecretsFile(file.split('/').pop()!)) value = wrapSecrets(value);
+    if (secret) value = wrapSecrets(value);
     data = deepMerge(data, value as PillarTree);
   }
   const masker = new Masker();
@@ -95,7 +98,7 @@ export function loadPillar(pillarDir: string, env: string, shownBase = join(pill
 
 /** pillar/schema.yaml: a JSON Schema the merged pillar must satisfy (e.g. required secrets). */
 function checkSchema(pillar: Pillar, schemaFile: string, shown: string): void {
-  const schema = parseYaml(readFileSync(schemaFile, 'utf8'), shown).doc.toJS();
+  const schema = parseYaml(readFileSync(schemaFile, 'utf8'), shown).toJS() as object;
   const ajv = new Ajv({ allErrors: true, strict: false });
   let validate;
   try {

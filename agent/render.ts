@@ -59,6 +59,9 @@ export class Renderer {
   readonly #scope: Record<string, unknown>;
   readonly #baseDir: string;
 
+  /** How a template's path is shown in messages: relative to the states dir, as `states/…`. */
+  readonly #show = (path: string): string => (path.startsWith(`${this.#baseDir}/`) ? `states/${path.slice(this.#baseDir.length + 1)}` : path);
+
   constructor(baseDir: string, scope: RenderScope) {
     this.#baseDir = baseDir;
     this.#env = new nunjucks.Environment(new nunjucks.FileSystemLoader(baseDir, { noCache: false }), {
@@ -78,7 +81,7 @@ export class Renderer {
     try {
       return this.#env.renderString(text, { ...this.#scope, ...extra }, { path: file } as never) as unknown as string;
     } catch (err) {
-      throw toInputError(err, file, text);
+      throw toInputError(err, file, text, this.#show);
     }
   }
 
@@ -93,7 +96,7 @@ export class Renderer {
       } catch {
         source = undefined;
       }
-      throw toInputError(err, path, source);
+      throw toInputError(err, this.#show(join(this.#baseDir, path)), source, this.#show);
     }
   }
 
@@ -102,28 +105,40 @@ export class Renderer {
   }
 }
 
-/** nunjucks reports `(file) [Line 3, Column 7]\n  Error: …`; brine reports `file:3: key: …`. */
-function toInputError(err: unknown, file: string, source?: string): InputError {
-  const e = err as Error & { lineno?: number; cause?: unknown };
+/**
+ * nunjucks reports `(outer) (inner) [Line 3, Column 7]\n  Error: …`; brine reports
+ * `states/inner.j2:4: key: …`. The innermost file is the one at fault, and nunjucks' line numbers
+ * are not reliable (0-based in some errors, the enclosing tag's in others), so a missing key is
+ * looked up in that file's text.
+ */
+function toInputError(err: unknown, file: string, source: string | undefined, show: (path: string) => string): InputError {
+  const e = err as Error & { lineno?: number };
   const text = e.message ?? String(err);
   const m = /\[Line (\d+), Column \d+\]/.exec(text);
-  const line = e.lineno ?? (m ? Number(m[1]) : undefined);
-  const fileMatch = /^\(([^)]+)\)/.exec(text);
-  const shownFile = fileMatch && fileMatch[1] !== 'unknown path' ? fileMatch[1]! : file;
+  const reported = e.lineno ?? (m ? Number(m[1]) : undefined);
+  const paths = [...text.matchAll(/\(([^()\n]+)\)/g)].map((x) => x[1]!).filter((p) => p !== 'unknown path' && (p.includes('/') || p.includes('.')));
+  const inner = paths.pop();
+  let innerSource = source;
+  let shownFile = file;
+  if (inner && inner !== file) {
+    shownFile = show(inner);
+    try {
+      innerSource = readFileSync(inner, 'utf8');
+    } catch {
+      innerSource = undefined;
+    }
+  }
   const undefinedKey = /(\S+) is not defined/.exec(text);
   if (undefinedKey) {
     const key = undefinedKey[1]!;
-    return new InputError(
-      'undefined in the template (use pillar.get(key, default) for optional keys)',
-      { file: shownFile, line: line ?? (source ? lineMentioning(source, key) : undefined), key },
-      { cause: err },
-    );
+    const line = (innerSource ? lineMentioning(innerSource, key) : undefined) ?? reported;
+    return new InputError('undefined in the template (use pillar.get(key, default) for optional keys)', { file: shownFile, line, key }, { cause: err });
   }
-  const detail = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^\(.*\) \[Line/.test(l)).pop() ?? text;
+  const detail = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^\(.*\) \[Line/.test(l) && !/^\([^)]*\)$/.test(l)).pop() ?? text;
   const clean = detail.replace(/^Error: /, '').replace(/^Template render error: /, '');
   if (/attempted to output null or undefined value/.test(clean))
-    return new InputError('a template prints an undefined value', { file: shownFile, line }, { cause: err });
-  return new InputError(`template error: ${clean}`, { file: shownFile, line }, { cause: err });
+    return new InputError('a template prints an undefined value', { file: shownFile, line: reported }, { cause: err });
+  return new InputError(`template error: ${clean}`, { file: shownFile, line: reported }, { cause: err });
 }
 
 /**

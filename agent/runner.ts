@@ -163,7 +163,8 @@ export class Runner {
   /** After apply, the system must match: a non-empty plan now means the change did not hold. */
   async #verify(state: CompiledState, applied: Plan, started: number, applyError?: unknown): Promise<void> {
     if (state.function.action) {
-      this.#record(state, 'changed', started, 'ran', applied);
+      if (applyError === undefined) this.#record(state, 'changed', started, 'ran', applied);
+      else this.#record(state, 'failed', started, errorMessage(applyError), applied);
       return;
     }
     const again = state.function.plan(await state.function.check(state.args, this.#ctx), state.args, this.#ctx);

@@ -138,20 +138,23 @@ export class TreeLoader {
       else throw err;
       return;
     }
-    this.files.push(file);
     const root = y.doc.contents;
-    if (root === null || (isScalar(root) && root.value === null)) return;
+    if (root === null || (isScalar(root) && root.value === null)) {
+      this.files.push(file);
+      return;
+    }
     if (!isMap(root)) {
       this.errors.push(new InputError('a state file must map IDs to states', { file, line: 1 }));
       return;
     }
-    for (const pair of root.items as Pair<Node, Node>[]) {
+    // As in Salt, included files come first, wherever `include:` stands in the file.
+    const pairs = root.items as Pair<Node, Node>[];
+    const isInclude = (p: Pair<Node, Node>) => isScalar(p.key) && p.key.value === 'include';
+    for (const pair of pairs.filter(isInclude)) this.#includes(y, pair);
+    this.files.push(file);
+    for (const pair of pairs.filter((p) => !isInclude(p))) {
       const id = isScalar(pair.key) ? String(pair.key.value) : '';
       const line = y.lineOf(pair.key);
-      if (id === 'include') {
-        this.#includes(y, pair);
-        continue;
-      }
       try {
         this.#declare(y, id, line, pair.value);
       } catch (err) {
@@ -184,8 +187,12 @@ export class TreeLoader {
       let module: string;
       let fn: string;
       let argsNode: Node | null = entry.value;
+      let oldFormItems: Node[] | undefined;
       if (head.includes('.')) {
-        [module, fn] = head.split('.', 2) as [string, string];
+        const parts = head.split('.');
+        if (parts.length !== 2 || !parts[0] || !parts[1])
+          throw new InputError(`"${head}" is not module.function (like pkg.installed)`, { file: y.file, line: entryLine, key: id });
+        [module, fn] = parts as [string, string];
       } else {
         // Salt's older form: `pkg: [installed, {name: x}]` — the bare string is the function.
         module = head;
@@ -194,25 +201,27 @@ export class TreeLoader {
         if (bare.length !== 1)
           throw new InputError(`"${head}" needs a function, as in ${head}.installed or ${head}: [installed]`, { file: y.file, line: entryLine, key: id });
         fn = String((bare[0] as { value: unknown }).value);
-        argsNode = { ...argsNode!, items: items.filter((i) => !isScalar(i)) } as unknown as Node;
+        oldFormItems = items.filter((i) => !isScalar(i));
+        argsNode = null;
       }
-      this.states.push(this.#decl(y, id, module, fn, argsNode, entryLine));
+      this.states.push(this.#decl(y, id, module, fn, argsNode, entryLine, oldFormItems));
     }
   }
 
-  #decl(y: YamlFile, id: string, module: string, fn: string, node: Node | null, line: number | undefined): StateDecl {
+  #decl(y: YamlFile, id: string, module: string, fn: string, node: Node | null, line: number | undefined, listItems?: Node[]): StateDecl {
     const place = { file: y.file, line };
     const args: Record<string, unknown> = {};
     const argLines: Record<string, number | undefined> = {};
     const pairs: Pair<Node, Node>[] = [];
-    if (node === null || (isScalar(node) && node.value === null)) {
-      // `pkg.installed:` with nothing: all defaults.
-    } else if (isSeq(node)) {
-      for (const item of node.items as Node[]) {
+    const items = listItems ?? (isSeq(node) ? (node.items as Node[]) : undefined);
+    if (items) {
+      for (const item of items) {
         if (!isMap(item) || item.items.length !== 1)
           throw new InputError('each list item must be one `key: value`', { file: y.file, line: y.lineOf(item) ?? line, key: `${id}: ${module}.${fn}` });
         pairs.push(item.items[0] as Pair<Node, Node>);
       }
+    } else if (node === null || (isScalar(node) && node.value === null)) {
+      // `pkg.installed:` with nothing: all defaults.
     } else if (isMap(node)) {
       pairs.push(...(node.items as Pair<Node, Node>[]));
     } else {
@@ -220,11 +229,12 @@ export class TreeLoader {
     }
     const requisites: Requisite[] = [];
     const conditions: Conditions = {};
+    const seen = new Set<string>();
     for (const pair of pairs) {
       const key = isScalar(pair.key) ? String(pair.key.value) : '';
       const keyLine = y.lineOf(pair.key) ?? line;
-      if (key in args || requisites.some((r) => r.place.line === keyLine))
-        throw new InputError('argument given twice', { file: y.file, line: keyLine, key: `${id}: ${key}` });
+      if (seen.has(key)) throw new InputError('argument given twice', { file: y.file, line: keyLine, key: `${id}: ${key}` });
+      seen.add(key);
       const value = pair.value === null ? null : (pair.value as Node).toJSON();
       const kind = key.replace(/_in$/, '') as RequisiteKind;
       if ((REQUISITE_KINDS as readonly string[]).includes(kind)) {

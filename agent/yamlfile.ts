@@ -6,24 +6,52 @@ export interface YamlFile {
   file: string;
   doc: Document.Parsed;
   lineOf(node: Node | null | undefined): number | undefined;
+  /** The document as plain data; an unresolvable alias is an InputError. */
+  toJS(): unknown;
 }
 
-/** Parses YAML text; a syntax error or a duplicate key is an InputError with file and line. */
-export function parseYaml(text: string, file: string): YamlFile {
+export interface ParseOptions {
+  /**
+   * The file holds secrets: problems are reported by line only, since the YAML library's
+   * messages may quote the offending value.
+   */
+  secret?: boolean;
+}
+
+/**
+ * Parses YAML text. A syntax error, a duplicate key or an unknown tag (`!foo` — an unquoted value
+ * starting with `!` would otherwise silently become an empty string) is an InputError with file
+ * and line.
+ */
+export function parseYaml(text: string, file: string, options: ParseOptions = {}): YamlFile {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
-  const first = doc.errors[0];
-  if (first) {
-    const line = first.linePos?.[0]?.line;
-    const message = first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-    throw new InputError(`invalid YAML: ${message}`, { file, line });
+  const problem = doc.errors[0] ?? doc.warnings.find((w) => w.code === 'TAG_RESOLVE_FAILED');
+  const fail = (message: string, line: number | undefined): InputError => {
+    const shown = options.secret ? 'check the quoting of this line (details hidden: the file holds secrets)' : message;
+    return new InputError(`invalid YAML: ${shown}`, { file, line });
+  };
+  if (problem) {
+    const line = problem.linePos?.[0]?.line;
+    throw fail(problem.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''), line);
   }
+  const lineOf = (node: Node | null | undefined) => {
+    const offset = node?.range?.[0];
+    return offset === undefined ? undefined : lineCounter.linePos(offset).line;
+  };
   return {
     file,
     doc,
-    lineOf(node) {
-      const offset = node?.range?.[0];
-      return offset === undefined ? undefined : lineCounter.linePos(offset).line;
+    lineOf,
+    toJS() {
+      try {
+        return doc.toJS();
+      } catch (err) {
+        // e.g. `*foo` (an alias) used as a plain value: find the line that has it.
+        const alias = /: (\S+)$/.exec((err as Error).message)?.[1];
+        const at = alias ? text.split('\n').findIndex((l) => l.includes(`*${alias}`)) : -1;
+        throw fail(`${(err as Error).message.split('\n')[0]} (quote values that start with * or &)`, at >= 0 ? at + 1 : undefined);
+      }
     },
   };
 }
