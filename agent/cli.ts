@@ -97,6 +97,7 @@ function parse(argv: string[], io: Io): Parsed {
         wait: { type: 'string' },
         splay: { type: 'string' },
         last: { type: 'string', short: 'n' },
+        force: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
       },
@@ -122,7 +123,8 @@ function parse(argv: string[], io: Io): Parsed {
   const cron = values.cron ?? false;
   return {
     command,
-    args: COMMANDS_WITH_ARGUMENTS.includes(command) ? rest : [],
+    // deploy-key parses its own options; --force is one of them.
+    args: COMMANDS_WITH_ARGUMENTS.includes(command) ? [...rest, ...(values.force ? ['--force'] : [])] : [],
     root: values.root ?? io.env.BRINE_ROOT ?? DEFAULT_ROOT,
     env: values.env,
     test: values.test ?? false,

@@ -41,13 +41,24 @@ export function revealDeep<T>(value: T): T {
   return value;
 }
 
+/**
+ * A secret as printers may show it: whole; JSON-escaped (the --json report); URL-encoded (a
+ * password in a DATABASE_URL built with `| urlencode`); and, for a multi-line secret such as a
+ * private key, each of its lines on its own (a diff or YAML shows them one by one, prefixed and
+ * indented).
+ */
+function shownForms(value: string): string[] {
+  const forms = [value, JSON.stringify(value).slice(1, -1), encodeURIComponent(value)];
+  if (value.includes('\n')) forms.push(...value.split('\n').map((l) => l.trim()).filter((l) => l.length >= 6));
+  return forms;
+}
+
 /** The raw text of every secret brine knows about this run; masks any string that contains one. */
 export class Masker {
   #values: string[] = [];
 
   add(value: string): void {
-    if (value.length === 0 || this.#values.includes(value)) return;
-    this.#values.push(value);
+    for (const form of shownForms(value)) if (form.length > 0 && !this.#values.includes(form)) this.#values.push(form);
     // Longest first, so a secret that contains another is masked whole.
     this.#values.sort((a, b) => b.length - a.length);
   }

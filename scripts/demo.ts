@@ -1,43 +1,45 @@
 // `npm run demo`: the main job on an embedded default. Boots a throwaway Debian 12 server with
-// systemd-nspawn, puts the agent, the example states and the staging pillar on it (secrets from
-// secrets.example.yaml), converges it, converges it again to show nothing is left to do, and stops
-// it.
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { installAgent, runAgent } from '../test/server/agent.js';
-import { bootServer, REPO_ROOT } from '../test/server/server.js';
-
-const env = 'staging';
-
-/** What bootstrap sends: the common pillar files and this environment's folder, nothing else. */
-function pillarFor(environment: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'brine-demo-pillar-'));
-  const src = join(REPO_ROOT, 'pillar');
-  for (const entry of readdirSync(src, { withFileTypes: true }))
-    if (entry.isFile() && entry.name.endsWith('.yaml')) cpSync(join(src, entry.name), join(dir, entry.name));
-  cpSync(join(src, environment), join(dir, environment), { recursive: true });
-  const secrets = join(dir, environment, 'secrets.yaml');
-  if (!existsSync(secrets)) cpSync(join(dir, environment, 'secrets.example.yaml'), secrets);
-  return dir;
-}
+// systemd-nspawn, makes it a git host for the example Flask app (test/fixtures/app), makes a
+// deploy key with `agent deploy-key`, and runs `./bootstrap.sh root@127.0.0.1:PORT staging` over
+// real SSH with the example pillar (secrets from secrets.example.yaml). It ends with the URL of
+// the app it serves; on a terminal the server stays up until you press Enter.
+import { createInterface } from 'node:readline/promises';
+import { bootServer } from '../test/server/server.js';
+import { authorize, bootstrap, serveTestApp, workspace } from '../test/integration/stack.js';
 
 const t0 = Date.now();
+const seconds = () => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
 console.log('demo: booting a throwaway Debian 12 server…');
+const ws = await workspace();
 const server = await bootServer({ name: `brine-demo-${process.pid}` });
-console.log(`demo: ${server.name} is up (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
-const pillar = pillarFor(env);
+let code = 0;
 try {
-  await installAgent(server, { statesDir: join(REPO_ROOT, 'states'), pillarDir: pillar, env });
-  for (const round of ['first converge', 'second converge: nothing should change']) {
-    console.log(`demo: agent apply (${round})`);
-    const r = await runAgent(server, ['apply']);
-    process.stdout.write(r.stdout + r.stderr);
-    console.log(`demo: exit ${r.code}\n`);
-    if (r.code !== 0) process.exitCode = r.code;
+  console.log(`demo: ${server.name} is up; sshd on 127.0.0.1:${server.sshPort} (${seconds()})`);
+  await authorize(server, ws);
+  console.log('demo: making it the git host of the example app, with a deploy key from `agent deploy-key`…');
+  const site = await serveTestApp(server, ws);
+  const target = `root@127.0.0.1:${server.sshPort}`;
+  console.log(`demo: ./bootstrap.sh ${target} staging\n`);
+  const first = await bootstrap(ws, [target, 'staging'], { stream: true });
+  code = first.code;
+  console.log(`\ndemo: bootstrap exited ${first.code} (${seconds()})`);
+  if (first.code === 0) {
+    console.log(`demo: ./bootstrap.sh ${target} staging   (again: nothing should change)\n`);
+    const second = await bootstrap(ws, [target, 'staging'], { stream: true });
+    code = second.code;
+    const r = await fetch(site.url).then(async (res) => `${res.status} ${await res.text()}`).catch((err) => String(err));
+    console.log(`\ndemo: GET ${site.url} → ${r.trim()}`);
+    console.log(`demo: the app is served at ${site.url}`);
+  }
+  if (process.stdin.isTTY && code === 0) {
+    console.log(`demo: on the server: nsenter -t ${server.pid} -a agent status   (or agent history, agent apply --test)`);
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    await rl.question('demo: press Enter to stop the server ');
+    rl.close();
   }
 } finally {
-  rmSync(pillar, { recursive: true, force: true });
   await server.stop();
+  ws.remove();
   console.log('demo: server stopped');
 }
+process.exitCode = code;

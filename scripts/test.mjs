@@ -16,7 +16,7 @@ build();
 ensureImage();
 
 const files = process.argv.slice(2);
-const tap = spawn('npx', ['tap', '-R', 'tap', ...(files.length ? files : ['test/unit', 'test/integration'])], {
+const tap = spawn('npx', ['tap', '-R', 'tap', ...files], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 let tail = '';

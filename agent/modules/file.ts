@@ -18,12 +18,10 @@
 // Files are replaced atomically (a temp file in the same directory, fsynced, renamed over the old
 // one), so a killed run leaves either the old file or the new one, never half of either.
 import { Type } from '@sinclair/typebox';
-import { createTwoFilesPatch } from 'diff';
-import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { dirname, basename, join, resolve, isAbsolute } from 'node:path';
+import { dirname, resolve, isAbsolute } from 'node:path';
 import { findGroup, findUser } from '../accounts.js';
+import { lstatPath, symlinkAtomic, unifiedDiff, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { commandArgv } from '../argv.js';
 import { Command, Mode, formatMode, parseMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
@@ -34,33 +32,6 @@ const Owner = {
   group: Type.Optional(Type.String({ minLength: 1 })),
   mode: Type.Optional(Mode),
 };
-
-/** What is at a path now, without following a final symlink. */
-interface PathFacts {
-  kind: 'file' | 'directory' | 'symlink' | 'other';
-  uid: number;
-  gid: number;
-  mode: number;
-  linkTarget?: string;
-}
-
-async function lstatPath(path: string): Promise<PathFacts | null> {
-  let st: Stats;
-  try {
-    st = await fs.lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  const kind = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
-  return {
-    kind,
-    uid: st.uid,
-    gid: st.gid,
-    mode: st.mode & 0o7777,
-    linkTarget: kind === 'symlink' ? await fs.readlink(path) : undefined,
-  };
-}
 
 /**
  * The uid/gid wanted by `user:`/`group:`. A name that does not exist yet is not an error here: an
@@ -136,27 +107,6 @@ async function mkdirParents(path: string, makedirs: boolean): Promise<void> {
     const st = await lstatPath(parent);
     if (!st) throw new Error(`directory ${parent} does not exist (set makedirs: true to create it)`);
   }
-}
-
-function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.brine-${randomBytes(4).toString('hex')}`);
-}
-
-/** A run killed while writing leaves its temp file behind (never the target half-written). */
-async function removeStaleTemps(path: string): Promise<void> {
-  const prefix = `.${basename(path)}.brine-`;
-  const entries = await fs.readdir(dirname(path)).catch(() => [] as string[]);
-  await Promise.all(entries.filter((e) => e.startsWith(prefix)).map((e) => fs.rm(join(dirname(path), e), { force: true })));
-}
-
-const MAX_DIFF_LINES = 400;
-
-function unifiedDiff(path: string, before: string, after: string): string {
-  const patch = createTwoFilesPatch(path, path, before, after, '', '', { context: 3 });
-  // Drop the "Index:"/"=====" lines; the ---/+++ headers carry no dates.
-  const lines = patch.split('\n').slice(2).map((l, i) => (i < 2 ? l.replace(/\t$/, '') : l));
-  if (lines.length > MAX_DIFF_LINES) return [...lines.slice(0, MAX_DIFF_LINES), `… ${lines.length - MAX_DIFF_LINES} more lines`].join('\n');
-  return lines.join('\n').trimEnd();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,40 +191,27 @@ const managed = stateFunction(ManagedArgs, {
       return;
     }
     await mkdirParents(args.name, args.makedirs);
-    await removeStaleTemps(args.name);
-    const temp = tempPathFor(args.name);
-    try {
-      // The temp file is private until it carries its final owner and mode.
-      const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        await handle.writeFile(current.wantedContent);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      const keep = current.owner ?? { uid: undefined, gid: undefined, mode: 0o644 };
-      await applyOwner(temp, {
-        ...current.wanted,
-        uid: current.wanted.uid ?? keep.uid,
-        gid: current.wanted.gid ?? keep.gid,
-        mode: current.wanted.mode ?? keep.mode,
-      });
-      if (args.check_cmd !== undefined) {
-        const argv = [...commandArgv(args.check_cmd), temp];
-        const result = await ctx.runner.run(argv, { allowFailure: true, timeoutMs: 120_000 });
-        if (result.code !== 0) {
-          const out = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
-          throw new Error(`check_cmd refused the new content (exit ${result.code}); the old file is kept${out ? `:\n${out}` : ''}`);
-        }
-      }
-      await fs.rename(temp, args.name);
-    } catch (err) {
-      await fs.rm(temp, { force: true });
-      throw err;
-    }
-    // The rename is durable only once the directory entry is.
-    const dir = await fs.open(dirname(args.name), 'r');
-    await dir.sync().finally(() => dir.close());
+    const wanted = current.wanted;
+    if (wanted.uid === UNKNOWN_ID) throw new Error(`user ${wanted.userName} does not exist`);
+    if (wanted.gid === UNKNOWN_ID) throw new Error(`group ${wanted.groupName} does not exist`);
+    const keep = current.owner ?? { uid: undefined, gid: undefined, mode: 0o644 };
+    const checkCmd = args.check_cmd;
+    const verify =
+      checkCmd === undefined
+        ? undefined
+        : async (temp: string) => {
+            const result = await ctx.runner.run([...commandArgv(checkCmd), temp], { allowFailure: true, timeoutMs: 120_000 });
+            if (result.code !== 0) {
+              const out = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
+              throw new Error(`check_cmd refused the new content (exit ${result.code}); the old file is kept${out ? `:\n${out}` : ''}`);
+            }
+          };
+    await writeFileAtomic(
+      args.name,
+      current.wantedContent,
+      { uid: wanted.uid ?? keep.uid, gid: wanted.gid ?? keep.gid, mode: wanted.mode ?? keep.mode },
+      verify,
+    );
   },
 });
 
@@ -362,18 +299,7 @@ const symlink = stateFunction(SymlinkArgs, {
       else await fs.rm(args.name);
     }
     await mkdirParents(args.name, args.makedirs);
-    if (!path || path.kind !== 'symlink' || path.linkTarget !== args.target) {
-      // Atomic switch: a link under a temp name, renamed over the old one.
-      await removeStaleTemps(args.name);
-      const temp = tempPathFor(args.name);
-      await fs.symlink(args.target, temp);
-      try {
-        await fs.rename(temp, args.name);
-      } catch (err) {
-        await fs.rm(temp, { force: true });
-        throw err;
-      }
-    }
+    if (!path || path.kind !== 'symlink' || path.linkTarget !== args.target) await symlinkAtomic(args.target, args.name);
     await applyOwner(args.name, current.wanted, false);
   },
 });

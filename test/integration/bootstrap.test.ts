@@ -30,6 +30,10 @@ function workspace(t: Test): Workspace {
     const example = readFileSync(join(dir, 'pillar', env, 'secrets.example.yaml'), 'utf8');
     writeFileSync(join(dir, 'pillar', env, 'secrets.yaml'), example.replace(/DB_PASSWORD: .*/, `DB_PASSWORD: ${secret}`));
   }
+  // The bootstrap mechanics need no app: the base of the reference states (the whole stack is
+  // stack.test.ts). The deploy user's group may log in over SSH.
+  writeFileSync(join(dir, 'states', 'top.yaml'), "'*':\n  - agent\n  - base\n  - users\n");
+  writeFileSync(join(dir, 'pillar', 'staging', 'local.yaml'), 'ssh:\n  allow_groups: [root, login, deploy]\n');
   // Self-converge every minute, without splay, so the test sees cron at work.
   const common = join(dir, 'pillar', 'common.yaml');
   writeFileSync(common, readFileSync(common, 'utf8').replace('interval: 15', 'interval: 1').replace('splay: 120', 'splay: 0'));
@@ -180,7 +184,16 @@ t.test('bad local input: a clear message, and the server is never touched', asyn
   const usage = await bootstrap(ws, ['127.0.0.1', 'staging']);
   t.equal(usage.code, 1);
   t.match(usage.stderr, /USER@HOST\[:PORT\]/);
+  t.same(readdirSync(join(ws.dir, 'pillar')).filter((f) => f === 'known_hosts'), [], 'no connection was even made');
 
   t.equal((await server.exec(['test', '-e', '/srv/brine'], { allowFailure: true })).code, 1, 'the server was not touched');
-  t.same(readdirSync(join(ws.dir, 'pillar')).filter((f) => f === 'known_hosts'), [], 'no connection was even made');
+
+  // A distro whose Node.js is too old: a clear message naming what to do, nothing synced.
+  await server.writeFile('/usr/local/bin/node', '#!/bin/sh\n[ "$1" = --version ] && { echo v16.20.2; exit 0; }\nexit 1\n', 0o755);
+  rmSync(join(ws.dir, 'states', 'base.yaml'));
+  cpSync(join(REPO_ROOT, 'states', 'base.yaml'), join(ws.dir, 'states', 'base.yaml'));
+  const old = await bootstrap(ws, [target, 'staging']);
+  t.equal(old.code, 6, old.output);
+  t.match(old.stderr, /ships Node\.js v16\.20\.2; brine needs >= 18\.19 \(Debian 12, Ubuntu 24\.04\)\. Install a newer nodejs package/);
+  t.equal((await server.exec(['test', '-e', '/srv/brine/states'], { allowFailure: true })).code, 1, 'nothing was synced');
 });

@@ -153,7 +153,7 @@ async function isNonEmptyFile(path: string): Promise<boolean> {
 
 /** Asks the kernel for a free port on the loopback. Another process could take it before sshd
  * binds it; bootServer checks that sshd came up and retries with another port if not. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

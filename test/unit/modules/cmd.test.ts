@@ -6,25 +6,8 @@ import { Facts } from '../../../agent/facts.js';
 import { Masker, Secret } from '../../../agent/secret.js';
 import { cmdModule } from '../../../agent/modules/cmd.js';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
+import { fakeRunner, type Answer } from '../fake-runner.js';
 
-// A Runner that records every argv and answers from a script: the first entry whose argv prefix
-// matches. A command nobody scripted fails the test.
-type Answer = Partial<RunResult> | ((argv: string[]) => Partial<RunResult>);
-function fakeRunner(script: [string[], Answer][]) {
-  const calls: { argv: string[]; options: RunOptions }[] = [];
-  const runner: Runner = {
-    async run(argv, options = {}) {
-      calls.push({ argv: [...argv], options });
-      const hit = script.find(([prefix]) => prefix.every((p, i) => argv[i] === p));
-      if (!hit) throw new Error(`unexpected command: ${argv.join(' ')}`);
-      const answer = typeof hit[1] === 'function' ? hit[1]([...argv]) : hit[1];
-      const result = { code: 0, stdout: '', stderr: '', ...answer };
-      if (result.code !== 0 && !options.allowFailure) throw new Error(`\`${argv.join(' ')}\` exited ${result.code}`);
-      return result;
-    },
-  };
-  return { runner, script, calls, argvs: () => calls.map((c) => c.argv) };
-}
 
 function context(runner: Runner, masker = new Masker()): Context {
   return { runner, facts: new Facts(), masker, statesDir: '/srv/states', pillar: {},

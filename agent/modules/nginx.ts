@@ -1,0 +1,281 @@
+// nginx.site / nginx.site_disabled — sites in /etc/nginx/sites-available, enabled by a link in
+// /etc/nginx/sites-enabled (Debian's layout)
+//
+//   app:                                  # /etc/nginx/sites-available/app
+//     nginx.site:
+//       - source: templates/nginx-app.conf.j2
+//       - template: jinja
+//       - context:
+//           port: 8000
+//       - require:
+//         - pkg: nginx
+//   nginx-default-site:                   # Debian's welcome page on port 80
+//     nginx.site_disabled:
+//       - name: default
+//       - require:
+//         - pkg: nginx
+//   nginx:
+//     service.running:
+//       - enable: true
+//       - require:
+//         - nginx: app
+//         - nginx: nginx-default-site
+//
+// `enabled: false` keeps a site's file but removes its link. `nginx.site_disabled` removes only the
+// link, so a site whose file belongs to a package (Debian's `default`) stays as the package left it.
+//
+// A change reaches nginx only once the whole configuration passed `nginx -t` with it: the new file
+// is put in place (atomically, the old content kept in memory) and linked, `nginx -t` reads the
+// whole tree, and if it fails the old file and link are put back and the state fails with nginx's
+// own error lines. nginx reads its configuration only when it (re)loads, so the running nginx
+// never saw the refused file. On success a running nginx is reloaded; one that is not running is
+// left for a service.running state to start. `watch` tests the configuration and reloads.
+import { Type } from '@sinclair/typebox';
+import * as fs from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { lstatPath, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
+import { formatMode } from './common.js';
+import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
+
+/** Where Debian's nginx keeps its sites; tests point these at a scratch directory. */
+export const nginxPaths = {
+  available: '/etc/nginx/sites-available',
+  enabled: '/etc/nginx/sites-enabled',
+};
+
+const UNIT = 'nginx.service';
+const TEST_TIMEOUT_MS = 60_000;
+const ERROR_LINES = 10;
+
+const SiteName = Type.String({
+  pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
+  maxLength: 200,
+  description: 'a site name (a file name in sites-available)',
+});
+
+// ---------------------------------------------------------------------------------------------
+// What is on disk
+
+
+function sitePaths(name: string): { file: string; link: string } {
+  return { file: join(nginxPaths.available, name), link: join(nginxPaths.enabled, name) };
+}
+
+/** A link in sites-enabled that leads to the site's file, written absolute or relative. */
+function linksTo(link: PathFacts | null, file: string): boolean {
+  return link?.kind === 'symlink' && resolve(nginxPaths.enabled, link.linkTarget!) === file;
+}
+
+function describeEntry(entry: PathFacts): string {
+  return entry.kind === 'symlink' ? `link to ${entry.linkTarget}` : `a ${entry.kind}`;
+}
+
+async function requireDirectory(dir: string): Promise<void> {
+  const st = await lstatPath(dir);
+  if (st?.kind !== 'directory') throw new Error(`${dir} does not exist (is nginx installed? require pkg: nginx)`);
+}
+
+/** What puts `path` back the way it is now: its link, its bytes and owner, or its absence. */
+async function snapshot(path: string): Promise<() => Promise<void>> {
+  const entry = await lstatPath(path);
+  if (!entry) return () => removeDurably(path);
+  if (entry.kind === 'symlink') return () => symlinkAtomic(entry.linkTarget!, path);
+  if (entry.kind === 'file') {
+    const content = await fs.readFile(path, 'utf8');
+    return () => writeFileAtomic(path, content, entry);
+  }
+  throw new Error(`${path} is a ${entry.kind}; remove it first`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx itself
+
+/** `nginx -t` over the whole configuration as it is on disk now; its error lines, or null. */
+async function testConfig(ctx: Context): Promise<string | null> {
+  const result = await ctx.runner.run(['nginx', '-t'], { allowFailure: true, timeoutMs: TEST_TIMEOUT_MS });
+  if (result.code === 0) return null;
+  const lines = `${result.stderr}\n${result.stdout}`.split('\n').map((l) => l.trimEnd()).filter(Boolean);
+  return lines.slice(-ERROR_LINES).join('\n') || `nginx -t exited ${result.code}`;
+}
+
+/** Reloads nginx if it runs; one that does not run reads the configuration when it starts. */
+async function reloadIfRunning(ctx: Context): Promise<boolean> {
+  const state = await ctx.runner.run(['systemctl', 'is-active', UNIT], { allowFailure: true });
+  if (!['active', 'reloading'].includes(state.stdout.trim())) return false;
+  await ctx.runner.run(['systemctl', 'reload', UNIT]);
+  return true;
+}
+
+/**
+ * Makes a change to the files nginx reads, then `nginx -t`: if the whole configuration does not
+ * pass, every step is undone (last first) and the state fails with nginx's lines. A running nginx
+ * is reloaded only after the test passed.
+ */
+async function changeLive(ctx: Context, steps: (() => Promise<() => Promise<void>>)[], refused: string): Promise<void> {
+  const undo: (() => Promise<void>)[] = [];
+  let problem: string | null;
+  try {
+    for (const step of steps) undo.unshift(await step());
+    problem = await testConfig(ctx);
+  } catch (err) {
+    await runUndo(undo);
+    throw err;
+  }
+  if (problem !== null) {
+    const undoError = await runUndo(undo);
+    const after = undoError ? `; putting the old files back failed too: ${undoError}` : `; ${refused}`;
+    throw new Error(ctx.masker.mask(`nginx -t failed${after}:\n${problem}`));
+  }
+  await reloadIfRunning(ctx);
+}
+
+async function runUndo(undo: (() => Promise<void>)[]): Promise<string | undefined> {
+  for (const step of undo) {
+    try {
+      await step();
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx.site
+
+const SiteArgs = Type.Object(
+  {
+    name: SiteName,
+    contents: Type.Optional(Type.String()),
+    source: Type.Optional(Type.String({ minLength: 1 })),
+    template: Type.Optional(Type.Literal('jinja')),
+    context: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** false keeps the file but removes the link in sites-enabled. */
+    enabled: Type.Boolean({ default: true }),
+  },
+  { additionalProperties: false },
+);
+
+interface SiteCurrent {
+  file: PathFacts | null;
+  content: string | null;
+  wantedContent: string;
+  wantedMode: number;
+  link: PathFacts | null;
+}
+
+async function readContent(args: { contents?: string; source?: string; template?: string; context?: Record<string, unknown> }, ctx: Context): Promise<string> {
+  if (args.contents !== undefined) return args.contents;
+  if (args.template === 'jinja') return ctx.renderTemplate(args.source!, args.context);
+  return fs.readFile(isAbsolute(args.source!) ? args.source! : resolve(ctx.statesDir, args.source!), 'utf8');
+}
+
+const site = stateFunction(SiteArgs, {
+  validate(args) {
+    const problems: ArgProblem[] = [];
+    if (args.contents !== undefined && args.source !== undefined)
+      problems.push({ key: 'contents', message: 'give either contents or source, not both' });
+    if (args.contents === undefined && args.source === undefined)
+      problems.push({ key: 'source', message: 'a site needs its configuration: give source (a file or template) or contents' });
+    if (args.template !== undefined && args.source === undefined)
+      problems.push({ key: 'template', message: 'template needs a source file' });
+    return problems;
+  },
+  async check(args, ctx): Promise<SiteCurrent> {
+    const paths = sitePaths(args.name);
+    const file = await lstatPath(paths.file);
+    const content = file?.kind === 'file' ? await fs.readFile(paths.file, 'utf8') : null;
+    const wantedContent = await readContent(args, ctx);
+    return {
+      file,
+      content,
+      wantedContent,
+      wantedMode: wantedMode(ctx.masker.contains(wantedContent), file?.kind === 'file' ? file.mode : null),
+      link: await lstatPath(paths.link),
+    };
+  },
+  plan(current, args) {
+    const paths = sitePaths(args.name);
+    const { file, content, wantedContent, link } = current;
+    const changes: Change[] = [];
+    if (file && file.kind !== 'file') changes.push({ what: 'type', old: file.kind, new: 'file' });
+    else if (!file) changes.push({ what: 'file', old: null, new: 'created', diff: unifiedDiff(paths.file, '', wantedContent) });
+    else {
+      if (content !== wantedContent) changes.push({ what: 'content', diff: unifiedDiff(paths.file, content ?? '', wantedContent) });
+      if (file.mode !== current.wantedMode) changes.push({ what: 'mode', old: formatMode(file.mode), new: formatMode(current.wantedMode) });
+    }
+    const linked = linksTo(link, paths.file);
+    if (args.enabled && !linked) changes.push({ what: 'enabled', old: link ? describeEntry(link) : false, new: true });
+    if (!args.enabled && link) changes.push({ what: 'enabled', old: linked ? true : describeEntry(link), new: false });
+    return changes.length ? { changes } : { changes, reason: `site ${args.name} is in place and ${args.enabled ? 'enabled' : 'disabled'}` };
+  },
+  async apply(args, plan, current, ctx) {
+    const paths = sitePaths(args.name);
+    await requireDirectory(nginxPaths.available);
+    await requireDirectory(nginxPaths.enabled);
+    if (current.file && current.file.kind !== 'file')
+      throw new Error(`${paths.file} is a ${current.file.kind}, not a file; remove it first`);
+    if (current.link?.kind === 'directory') throw new Error(`${paths.link} is a directory; remove it first`);
+
+    const writes = plan.changes.some((c) => c.what === 'file' || c.what === 'content');
+    const relinks = plan.changes.some((c) => c.what === 'enabled');
+    const owner = { mode: current.wantedMode, uid: current.file?.uid, gid: current.file?.gid };
+    const writeFile = async () => {
+      const restore = await snapshot(paths.file);
+      await writeFileAtomic(paths.file, current.wantedContent, owner);
+      return restore;
+    };
+    const setLink = async () => {
+      const restore = await snapshot(paths.link);
+      if (args.enabled) await symlinkAtomic(paths.file, paths.link);
+      else await removeDurably(paths.link);
+      return restore;
+    };
+
+    // A disabled site's file is not part of nginx's configuration: it is written without a test.
+    if (!args.enabled && writes) await writeFile();
+    else if (!writes && current.file && current.file.mode !== current.wantedMode) await fs.chmod(paths.file, current.wantedMode);
+    const live = [...(args.enabled && writes ? [writeFile] : []), ...(relinks ? [setLink] : [])];
+    if (live.length === 0) return;
+    const refused = !current.file
+      ? `site ${args.name} was not installed`
+      : `the old site ${args.name} is back in place and nginx still runs it`;
+    await changeLive(ctx, live, refused);
+  },
+  async refresh(_args, ctx) {
+    const problem = await testConfig(ctx);
+    if (problem !== null) throw new Error(ctx.masker.mask(`nginx -t failed; nginx was not reloaded:\n${problem}`));
+    return (await reloadIfRunning(ctx)) ? 'reloaded' : 'not reloaded (nginx is not running)';
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// nginx.site_disabled
+
+const DisabledArgs = Type.Object({ name: SiteName }, { additionalProperties: false });
+
+const siteDisabled = stateFunction(DisabledArgs, {
+  async check(args): Promise<PathFacts | null> {
+    return lstatPath(sitePaths(args.name).link);
+  },
+  plan(link, args) {
+    if (!link) return { changes: [], reason: `site ${args.name} is not enabled` };
+    const linked = linksTo(link, sitePaths(args.name).file);
+    return { changes: [{ what: 'enabled', old: linked ? true : describeEntry(link), new: false }] };
+  },
+  async apply(args, _plan, link, ctx) {
+    const path = sitePaths(args.name).link;
+    if (link?.kind === 'directory') throw new Error(`${path} is a directory; remove it first`);
+    const remove = async () => {
+      const restore = await snapshot(path);
+      await removeDurably(path);
+      return restore;
+    };
+    await changeLive(ctx, [remove], `site ${args.name} is enabled again`);
+  },
+});
+
+export const nginxModule: StateModule = {
+  name: 'nginx',
+  functions: { site, site_disabled: siteDisabled },
+};
