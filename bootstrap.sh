@@ -59,6 +59,12 @@ port=22
 [[ "$user" =~ ^[a-z_][a-z0-9_.-]*$ ]] || fail 1 "\"$user\" is not a user name"
 [ -n "$host" ] || fail 1 "no host in \"$target\""
 
+# ssh's -o options and rsync's -e split on whitespace: a path with a space would silently pin the
+# host key somewhere else. Refuse it instead.
+for path in "$repo" "$known_hosts" "$identity" "${TMPDIR:-/tmp}"; do
+  [[ "$path" =~ [[:space:]] ]] && fail 1 "paths with spaces are not supported here: \"$path\" (move the repository, or pass --known-hosts / -i elsewhere)"
+done
+
 # --- 1. The local tree, before anything touches the server -------------------------------------
 [[ "$env" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || fail 3 "invalid environment name \"$env\""
 if [ ! -d "$repo/pillar/$env" ]; then

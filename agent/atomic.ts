@@ -2,6 +2,7 @@
 // directory, fsynced, given its final owner and mode, renamed over the old one, and the directory
 // fsynced so the rename itself is durable. Links are switched the same way.
 import { createTwoFilesPatch } from 'diff';
+import { MASK } from './secret.js';
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -94,10 +95,18 @@ export function wantedMode(holdsSecret: boolean, now: number | null): number {
 
 const MAX_DIFF_LINES = 400;
 
-export function unifiedDiff(path: string, before: string, after: string): string {
+/**
+ * A unified diff for a change's report. `hideOld`: the file on disk is not world-readable, so its
+ * removed lines may hold secrets brine no longer knows (a rotated password): they are shown as
+ * the mask. (Lines of the new content are masked by the reporters' masker.)
+ */
+export function unifiedDiff(path: string, before: string, after: string, options: { hideOld?: boolean } = {}): string {
   const patch = createTwoFilesPatch(path, path, before, after, '', '', { context: 3 });
   // Drop the "Index:"/"=====" lines; the ---/+++ headers carry no dates.
-  const lines = patch.split('\n').slice(2).map((l, i) => (i < 2 ? l.replace(/\t$/, '') : l));
+  const lines = patch
+    .split('\n')
+    .slice(2)
+    .map((l, i) => (i < 2 ? l.replace(/\t$/, '') : options.hideOld && l.startsWith('-') ? `-${MASK}` : l));
   if (lines.length > MAX_DIFF_LINES) return [...lines.slice(0, MAX_DIFF_LINES), `… ${lines.length - MAX_DIFF_LINES} more lines`].join('\n');
   return lines.join('\n').trimEnd();
 }

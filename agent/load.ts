@@ -3,7 +3,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile, type CompiledState } from './compile.js';
-import { InputError } from './errors.js';
+import { AggregateInputError, InputError, throwCollected } from './errors.js';
+import type { PrepareContext } from './modules/types.js';
+import type { Masker } from './secret.js';
 import { readGrains, type Grains } from './grains.js';
 import { registry } from './modules/index.js';
 import { loadPillar, type Pillar } from './pillar.js';
@@ -36,7 +38,41 @@ export function load(root: string, env: string): Loaded {
   const pillar = loadPillar(pillarDir, env, root);
   const grains = readGrains();
   const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains });
-  const tree = loadTree(statesDir, env, renderer);
-  const states = compile(tree.states, registry);
-  return { root, env, pillar, grains, renderer, statesDir, files: tree.files, states };
+  try {
+    const tree = loadTree(statesDir, env, renderer);
+    const states = compile(tree.states, registry);
+    prepare(states, { renderTemplate: (path, extra) => renderer.renderFile(path, extra), pillar: pillar.data, env, masker: pillar.masker, statesDir });
+    return { root, env, pillar, grains, renderer, statesDir, files: tree.files, states };
+  } catch (err) {
+    // A rendered state file holds secrets' real values; an error may quote one.
+    throw maskInputError(err, pillar.masker);
+  }
+}
+
+/**
+ * The checks a state can make before anything runs, with pillar and templates at hand (a file
+ * template renders, an env.file's pillar keys exist): found here, a problem changes nothing.
+ */
+function prepare(states: CompiledState[], ctx: PrepareContext): void {
+  const errors: InputError[] = [];
+  for (const s of states) {
+    try {
+      s.function.prepare?.(s.args, ctx);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      // Errors in another file (a template) keep their place; others get the state's.
+      const place = err.place.file ? err.place : { file: s.place.file, line: s.place.line, key: `${s.id}: ${err.place.key ?? ''}`.replace(/: $/, '') };
+      errors.push(new InputError(err.message, place));
+    }
+  }
+  throwCollected(errors);
+}
+
+function maskInputError(err: unknown, masker: Masker): unknown {
+  if (err instanceof AggregateInputError) return new AggregateInputError(err.errors.map((e) => maskInputError(e, masker) as InputError));
+  if (err instanceof InputError) {
+    const { file, line, key } = err.place;
+    return new InputError(masker.mask(err.message), { file, line, key: key === undefined ? undefined : masker.mask(key) });
+  }
+  return err;
 }

@@ -1,7 +1,7 @@
 // One run at a time. The lock is a file created exclusively, holding the owner's PID, its process
 // start time and what it is doing. A lock whose process is gone (or whose PID now belongs to a
 // different process) is stale and taken over, so a killed run never blocks the next one.
-import { open, readFile, rm, mkdir, stat } from 'node:fs/promises';
+import { link, open, readFile, rm, mkdir, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -47,20 +47,24 @@ export class Lock {
   async #tryTake(command: string): Promise<LockOwner | undefined> {
     await mkdir(dirname(this.#path), { recursive: true });
     const me: LockOwner = { pid: process.pid, start: processStart(process.pid) ?? '', since: new Date().toISOString(), command };
+    // Written whole under a temp name, then linked into place: the lock file is never empty, so
+    // nobody can mistake a lock being taken for one left behind.
+    const temp = `${this.#path}.${process.pid}.${Date.now()}`;
+    await writeFile(temp, JSON.stringify(me), { mode: 0o644 });
     try {
-      const handle = await open(this.#path, 'wx', 0o644);
-      await handle.writeFile(JSON.stringify(me));
-      await handle.close();
+      await link(temp, this.#path);
       this.#held = true;
       return undefined;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await rm(temp, { force: true });
     }
     let owner: LockOwner;
     try {
       owner = JSON.parse(await readFile(this.#path, 'utf8')) as LockOwner;
     } catch {
-      // Empty: its writer is between create and write — or died there, if the file is not new.
+      // Unreadable (a torn write from an older agent): stale, unless it is brand new.
       const age = Date.now() - (await stat(this.#path).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
       owner = { pid: 0, start: '', since: 'unknown', command: 'unknown' };
       if (age < 5_000) return owner;

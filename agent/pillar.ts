@@ -6,7 +6,7 @@ import { Ajv } from 'ajv';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { InputError } from './errors.js';
-import { Masker, Secret, revealDeep } from './secret.js';
+import { MIN_MASKED_LENGTH, Masker, Secret, revealDeep } from './secret.js';
 import { parseYaml } from './yamlfile.js';
 
 export type PillarTree = Record<string, unknown>;
@@ -36,11 +36,14 @@ export function deepMerge(base: PillarTree, over: PillarTree): PillarTree {
   return out;
 }
 
-function wrapSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(wrapSecrets);
-  if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapSecrets(v)]));
+function wrapSecrets(value: unknown, path: string, file: string): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => wrapSecrets(v, `${path}[${i}]`, file));
+  if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapSecrets(v, path ? `${path}.${k}` : k, file)]));
   if (value === null || value === undefined) return value;
-  return new Secret(String(value));
+  const text = String(value);
+  if (text.length < MIN_MASKED_LENGTH)
+    throw new InputError(`a secret must be at least ${MIN_MASKED_LENGTH} characters, or it cannot be masked in output (move plain settings to another pillar file)`, { file, key: path });
+  return new Secret(text);
 }
 
 const isPillarFile = (name: string) => /\.ya?ml$/.test(name) && !/\.example\.ya?ml$/.test(name) && !/^schema\.ya?ml$/.test(name);
@@ -85,7 +88,7 @@ export function loadPillar(pillarDir: string, env: string, shownBase = join(pill
     let value = parseYaml(readFileSync(file, 'utf8'), show(file), { secret }).toJS();
     if (value === null || value === undefined) continue;
     if (!isPlainObject(value)) throw new InputError('a pillar file must be a mapping of keys to values', { file: show(file), line: 1 });
-    if (secret) value = wrapSecrets(value);
+    if (secret) value = wrapSecrets(value, '', show(file));
     data = deepMerge(data, value as PillarTree);
   }
   const masker = new Masker();

@@ -103,7 +103,8 @@ export class Runner {
   async #conditionsSay(state: CompiledState): Promise<string | undefined> {
     const { creates, onlyif, unless } = state.conditions;
     if (creates && creates.every((p) => existsSync(p))) return `creates: ${creates.join(', ')} exists`;
-    const succeeds = async (cmd: string | string[]) => (await this.#ctx.runner.run(commandArgv(cmd, typeof cmd === 'string'), { allowFailure: true, timeoutMs: 120_000 })).code === 0;
+    // Like every command, a string is split into words without a shell (checked at load).
+    const succeeds = async (cmd: string | string[]) => (await this.#ctx.runner.run(commandArgv(cmd), { allowFailure: true, timeoutMs: 120_000 })).code === 0;
     if (onlyif) for (const c of onlyif) if (!(await succeeds(c))) return `onlyif: \`${Array.isArray(c) ? c.join(' ') : c}\` failed`;
     if (unless) {
       let all = true;
@@ -129,7 +130,7 @@ export class Runner {
       }
       const fn = state.function;
       const current = await fn.check(state.args, this.#ctx);
-      const plan = fn.plan(current, state.args, this.#ctx);
+      let plan = fn.plan(current, state.args, this.#ctx);
       const watched = state.deps.filter((d) => d.kind === 'watch' && CHANGED.includes(this.#results.get(d.state)!.status));
 
       if (plan.changes.length === 0) {
@@ -152,7 +153,13 @@ export class Runner {
       }
       if (fn.applyBatch) await this.#applyBatch(state, current, plan, started);
       else {
-        await fn.apply(state.args, plan, current, this.#ctx);
+        const outcome = await fn.apply(state.args, plan, current, this.#ctx);
+        // A watched state changed too: the watcher's own change (enabling it, say) did not load
+        // the new configuration, unless its apply (re)started it.
+        if (watched.length > 0 && fn.refresh && outcome !== 'restarted') {
+          const did = await fn.refresh(state.args, this.#ctx);
+          plan = { ...plan, changes: [...plan.changes, { what: did, old: null, new: `watch: ${watched.map((d) => label(d.state)).join(', ')} changed` }] };
+        }
         await this.#verify(state, plan, started);
       }
     } catch (err) {

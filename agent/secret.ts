@@ -5,6 +5,9 @@
 
 export const MASK = '********';
 
+/** Secrets shorter than this are refused: masking them by their text would garble all output. */
+export const MIN_MASKED_LENGTH = 4;
+
 export class Secret {
   readonly #value: string;
   constructor(value: string) {
@@ -48,7 +51,8 @@ export function revealDeep<T>(value: T): T {
  * indented).
  */
 function shownForms(value: string): string[] {
-  const forms = [value, JSON.stringify(value).slice(1, -1), encodeURIComponent(value)];
+  // …and shell-quoted, as displayCommand() shows an argv element holding a quote: 'it'\''s'.
+  const forms = [value, JSON.stringify(value).slice(1, -1), encodeURIComponent(value), value.replace(/'/g, `'\\''`)];
   if (value.includes('\n')) forms.push(...value.split('\n').map((l) => l.trim()).filter((l) => l.length >= 6));
   return forms;
 }
@@ -58,7 +62,10 @@ export class Masker {
   #values: string[] = [];
 
   add(value: string): void {
-    for (const form of shownForms(value)) if (form.length > 0 && !this.#values.includes(form)) this.#values.push(form);
+    // Shorter values can't be masked by their text without masking half of every line; pillar
+    // refuses them (pillar.ts), and a Secret printed as itself is masked whatever its length.
+    if (value.length < MIN_MASKED_LENGTH) return;
+    for (const form of shownForms(value)) if (form.length >= MIN_MASKED_LENGTH && !this.#values.includes(form)) this.#values.push(form);
     // Longest first, so a secret that contains another is masked whole.
     this.#values.sort((a, b) => b.length - a.length);
   }

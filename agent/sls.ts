@@ -14,6 +14,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, Pair, YAMLMap } from 'yaml';
+import { splitCommand } from './argv.js';
 import { InputError, throwCollected } from './errors.js';
 import type { Renderer } from './render.js';
 import { isMap, isScalar, isSeq, parseYaml, type YamlFile } from './yamlfile.js';
@@ -251,6 +252,14 @@ export class TreeLoader {
           const isCommand = (c: unknown) => (typeof c === 'string' && c.length > 0) || (Array.isArray(c) && c.length > 0 && c.every((w) => typeof w === 'string'));
           if (!Array.isArray(cmds) || cmds.length === 0 || !cmds.every(isCommand))
             throw new InputError(`${key}: expects a command (a string or an argv list) or a list of them`, { file: y.file, line: keyLine, key: `${id}: ${key}` });
+          for (const c of cmds as (string | string[])[]) {
+            if (typeof c !== 'string') continue;
+            try {
+              splitCommand(c);
+            } catch (err) {
+              throw new InputError(`${key}: ${(err as Error).message.replace('or set shell: true', "or [sh, -c, '…'] for a shell")}`, { file: y.file, line: keyLine, key: `${id}: ${key}` });
+            }
+          }
           conditions[key as 'onlyif' | 'unless'] = cmds as (string | string[])[];
         }
       } else {

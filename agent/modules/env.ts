@@ -214,6 +214,9 @@ const file = stateFunction(FileArgs, {
     const bad = Object.keys(args.extra ?? {}).find((k) => !NAME.test(k));
     return bad === undefined ? [] : [{ key: 'extra', message: `"${bad}" is not a valid variable name (letters, digits and _, not starting with a digit)` }];
   },
+  prepare(args, ctx) {
+    checkValues(collectVars(args, ctx));
+  },
   async check(args, ctx): Promise<EnvCurrent> {
     const vars = collectVars(args, ctx);
     checkValues(vars);

@@ -21,6 +21,8 @@ import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { dirname, resolve, isAbsolute } from 'node:path';
 import { findGroup, findUser } from '../accounts.js';
+import { wantedContent } from '../content.js';
+import { InputError } from '../errors.js';
 import { lstatPath, symlinkAtomic, unifiedDiff, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { commandArgv } from '../argv.js';
 import { Command, Mode, formatMode, parseMode } from './common.js';
@@ -131,16 +133,9 @@ interface ManagedCurrent {
   path: PathFacts | null;
   owner: OwnerNow | null;
   content: string | null;
-  wantedContent: string;
+  /** undefined: the state names no content (only existence, owner and mode are managed). */
+  wantedContent: string | undefined;
   wanted: OwnerWanted;
-}
-
-async function readContent(args: { contents?: string; source?: string; template?: string; context?: Record<string, unknown> }, ctx: Context): Promise<string> {
-  if (args.contents !== undefined) return args.contents;
-  if (args.source === undefined) return '';
-  if (args.template === 'jinja') return ctx.renderTemplate(args.source, args.context);
-  const path = isAbsolute(args.source) ? args.source : resolve(ctx.statesDir, args.source);
-  return fs.readFile(path, 'utf8');
 }
 
 const managed = stateFunction(ManagedArgs, {
@@ -152,32 +147,42 @@ const managed = stateFunction(ManagedArgs, {
       problems.push({ key: 'template', message: 'template needs a source file' });
     return problems;
   },
+  prepare(args, ctx) {
+    wantedContent(args, ctx);
+    if (args.check_cmd !== undefined) {
+      try {
+        commandArgv(args.check_cmd);
+      } catch (err) {
+        throw new InputError(`check_cmd: ${(err as Error).message}`, { key: 'check_cmd' });
+      }
+    }
+  },
   async check(args, ctx): Promise<ManagedCurrent> {
     const path = await lstatPath(args.name);
-    const wantedContent = await readContent(args, ctx);
     const wanted = await resolveOwner(args);
+    const content = path?.kind === 'file' ? await fs.readFile(args.name, 'utf8') : null;
+    const wantedText = wantedContent(args, ctx);
     // A file that holds a secret is never world-readable, even if no mode was asked for.
-    if (ctx.masker.contains(wantedContent)) {
+    if (ctx.masker.contains(wantedText ?? content ?? '')) {
       if (wanted.mode !== undefined && wanted.mode & 0o007)
         throw new Error(`mode ${formatMode(wanted.mode)} would make a file holding a secret world-readable`);
       if (wanted.mode === undefined && (!path || path.mode & 0o007)) wanted.mode = 0o600 | ((path?.mode ?? 0) & 0o070);
     }
-    let content: string | null = null;
-    if (path?.kind === 'file') content = await fs.readFile(args.name, 'utf8');
-    return { path, owner: await ownerNow(path), content, wantedContent, wanted };
+    return { path, owner: await ownerNow(path), content, wantedContent: wantedText, wanted };
   },
   plan(current, args) {
-    const { path, content, wantedContent } = current;
+    const { path, content } = current;
     if (path && path.kind !== 'file') return { changes: [{ what: 'type', old: path.kind, new: 'file' }] };
+    const want = current.wantedContent;
     const changes: Change[] = [];
     if (!path) {
-      changes.push({ what: 'file', old: null, new: 'created', diff: unifiedDiff(args.name, '', wantedContent) });
+      changes.push({ what: 'file', old: null, new: 'created', diff: unifiedDiff(args.name, '', want ?? '') });
       // A new file gets the default mode 0644 unless a mode is asked for.
       const wanted = { ...current.wanted, mode: current.wanted.mode ?? 0o644 };
       changes.push(...ownerChanges(null, wanted));
     } else {
-      if (args.replace && content !== wantedContent)
-        changes.push({ what: 'content', diff: unifiedDiff(args.name, content ?? '', wantedContent) });
+      if (want !== undefined && args.replace && content !== want)
+        changes.push({ what: 'content', diff: unifiedDiff(args.name, content ?? '', want, { hideOld: !(path.mode & 0o004) }) });
       changes.push(...ownerChanges(current.owner, current.wanted));
     }
     return { changes, reason: changes.length ? undefined : 'the file is in the correct state' };
@@ -208,7 +213,7 @@ const managed = stateFunction(ManagedArgs, {
           };
     await writeFileAtomic(
       args.name,
-      current.wantedContent,
+      current.wantedContent ?? current.content ?? '',
       { uid: wanted.uid ?? keep.uid, gid: wanted.gid ?? keep.gid, mode: wanted.mode ?? keep.mode },
       verify,
     );

@@ -32,7 +32,8 @@
 // left for a service.running state to start. `watch` tests the configuration and reloads.
 import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join, resolve } from "node:path";
+import { wantedContent as contentOf } from '../content.js';
 import { lstatPath, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { formatMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
@@ -164,13 +165,11 @@ interface SiteCurrent {
   link: PathFacts | null;
 }
 
-async function readContent(args: { contents?: string; source?: string; template?: string; context?: Record<string, unknown> }, ctx: Context): Promise<string> {
-  if (args.contents !== undefined) return args.contents;
-  if (args.template === 'jinja') return ctx.renderTemplate(args.source!, args.context);
-  return fs.readFile(isAbsolute(args.source!) ? args.source! : resolve(ctx.statesDir, args.source!), 'utf8');
-}
 
 const site = stateFunction(SiteArgs, {
+  prepare(args, ctx) {
+    contentOf(args, ctx);
+  },
   validate(args) {
     const problems: ArgProblem[] = [];
     if (args.contents !== undefined && args.source !== undefined)
@@ -185,7 +184,7 @@ const site = stateFunction(SiteArgs, {
     const paths = sitePaths(args.name);
     const file = await lstatPath(paths.file);
     const content = file?.kind === 'file' ? await fs.readFile(paths.file, 'utf8') : null;
-    const wantedContent = await readContent(args, ctx);
+    const wantedContent = contentOf(args, ctx)!;
     return {
       file,
       content,
@@ -201,7 +200,7 @@ const site = stateFunction(SiteArgs, {
     if (file && file.kind !== 'file') changes.push({ what: 'type', old: file.kind, new: 'file' });
     else if (!file) changes.push({ what: 'file', old: null, new: 'created', diff: unifiedDiff(paths.file, '', wantedContent) });
     else {
-      if (content !== wantedContent) changes.push({ what: 'content', diff: unifiedDiff(paths.file, content ?? '', wantedContent) });
+      if (content !== wantedContent) changes.push({ what: 'content', diff: unifiedDiff(paths.file, content ?? '', wantedContent, { hideOld: !(file.mode & 0o004) }) });
       if (file.mode !== current.wantedMode) changes.push({ what: 'mode', old: formatMode(file.mode), new: formatMode(current.wantedMode) });
     }
     const linked = linksTo(link, paths.file);
@@ -240,7 +239,9 @@ const site = stateFunction(SiteArgs, {
     const refused = !current.file
       ? `site ${args.name} was not installed`
       : `the old site ${args.name} is back in place and nginx still runs it`;
+    // changeLive tests the whole config and reloads nginx: what a watch would do.
     await changeLive(ctx, live, refused);
+    return 'restarted';
   },
   async refresh(_args, ctx) {
     const problem = await testConfig(ctx);

@@ -222,12 +222,15 @@ const running = stateFunction(RunningArgs, {
   },
   async apply(args, _plan, now, ctx) {
     mustExist(now);
-    if (!isActive(now.active)) {
+    const start = !isActive(now.active);
+    if (start) {
       if (now.enabled.startsWith('masked')) throw new Error(`${now.unit} is masked; unmask it first (systemctl unmask ${now.unit})`);
       await startLike('start', now.unit, ctx);
     }
     // Enabled only once it started: a unit that cannot start is not also set to start at boot.
     await applyEnable(now, args.enable, ctx);
+    // Just started: it runs with the new configuration already.
+    return start ? 'restarted' : undefined;
   },
   async refresh(args, ctx) {
     const unit = unitName(args.name);

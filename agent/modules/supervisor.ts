@@ -317,12 +317,16 @@ const program = stateFunction(ProgramArgs, {
       // Adds a new program, or stops and starts one whose conf changed.
       await supervisorctl(['update', args.name], ctx);
     }
+    // update (re)started the program; so does a start: either way it runs the new conf.
+    let restarted = confChanged || !current.status.loaded;
     const now = await readStatus(args.name, ctx);
     if (now.processes.some((p) => ['STOPPED', 'EXITED', 'FATAL'].includes(p.state))) {
       // start waits for the process and says ERROR if it dies; waitRunning explains with the log.
       await ctx.runner.run(['supervisorctl', 'start', `${args.name}:*`], { allowFailure: true, timeoutMs: 300_000 });
+      restarted = true;
     }
     await waitRunning(args, ctx);
+    return restarted ? 'restarted' : undefined;
   },
   async refresh(args, ctx) {
     await ctx.runner.run(['supervisorctl', 'restart', `${args.name}:*`], { allowFailure: true, timeoutMs: 300_000 });

@@ -39,6 +39,9 @@ export interface Context {
   env: string;
 }
 
+/** What `prepare` may use: the run's data, nothing that touches the system. */
+export type PrepareContext = Pick<Context, 'renderTemplate' | 'pillar' | 'env' | 'masker' | 'statesDir'>;
+
 export interface ArgProblem {
   /** The argument the problem is about. */
   key: string;
@@ -50,9 +53,19 @@ export interface StateFunction<A = any, C = any> {
   schema: TSchema;
   /** Checks beyond the schema that need nothing from the system (e.g. two exclusive arguments). */
   validate?(args: A): ArgProblem[];
+  /**
+   * Checks at load time that need the pillar or the states tree (a template renders, a source
+   * file exists), so that such input errors stop the run before anything is applied. Throws
+   * InputError.
+   */
+  prepare?(args: A, ctx: PrepareContext): void;
   check(args: A, ctx: Context): Promise<C>;
   plan(current: C, args: A, ctx: Context): Plan;
-  apply(args: A, plan: Plan, current: C, ctx: Context): Promise<void>;
+  /**
+   * Makes the change. Returns 'restarted' when the change (re)started or reloaded what `refresh`
+   * would (a service started, a program updated), so a `watch` needs no refresh on top.
+   */
+  apply(args: A, plan: Plan, current: C, ctx: Context): Promise<void | 'restarted'>;
   /**
    * Applies several states of this function with one action (one `apt-get install` per run).
    * The runner calls it instead of `apply` for states that are ready at the same time.

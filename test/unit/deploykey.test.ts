@@ -29,7 +29,7 @@ function publicOf(privateKey: string): string {
 const SECRETS = `# Staging secrets: never committed.
 secrets:
   DB_PASSWORD: hunter2   # rotated 2024-05
-  SECRET_KEY: abc
+  SECRET_KEY: abcdef
 # Slack webhook for notifications
 slack_webhook: https://hooks.slack.example/T000
 `;
@@ -47,7 +47,7 @@ t.test('writes the private key into secrets.yaml, keeps the rest, prints only th
   t.match(text, /\ndeploy_key: \|\n  -----BEGIN OPENSSH PRIVATE KEY-----\n/, 'a block literal');
   const data = parse(text);
   t.same(Object.keys(data), ['secrets', 'slack_webhook', 'deploy_key']);
-  t.same(data.secrets, { DB_PASSWORD: 'hunter2', SECRET_KEY: 'abc' });
+  t.same(data.secrets, { DB_PASSWORD: 'hunter2', SECRET_KEY: 'abcdef' });
   const privateKey: string = data.deploy_key;
   t.match(privateKey, /^-----BEGIN OPENSSH PRIVATE KEY-----\n[\s\S]+\n-----END OPENSSH PRIVATE KEY-----\n$/);
   t.equal(statSync(file).mode & 0o777, 0o600);

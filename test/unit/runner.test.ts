@@ -335,6 +335,28 @@ t.test('watch', async (t) => {
     t.same(results.svc!.changes, [{ what: 'refresh', old: null, new: 'watch: thing.set conf changed' }]);
   });
 
+  t.test('the watcher changed too (enabled, say): its apply did not restart it, so refresh after', async (t) => {
+    const { states, sys, refreshes } = setup(false);
+    sys.values.set('svc', 'old');
+    const { results } = await run(states);
+    t.equal(refreshes(), 1, 'refreshed once, after its own apply');
+    t.same(sys.log.filter((l) => l.endsWith(' svc')), ['check svc', 'plan svc', 'apply svc', 'refresh svc', 'check svc', 'plan svc']);
+    t.same(results.svc!.changes, [
+      { what: 'value', old: 'old', new: 'new' },
+      { what: 'restarted', old: null, new: 'watch: thing.set conf changed' },
+    ]);
+  });
+
+  t.test("the watcher's apply (re)started it: no refresh on top", async (t) => {
+    const { states, sys, refreshes } = setup(false);
+    sys.values.set('svc', 'old');
+    const svc = states.list[2]!;
+    const inner = svc.function;
+    svc.function = { ...inner, apply: async (...a) => (await inner.apply(...a), 'restarted' as const) };
+    await run(states);
+    t.equal(refreshes(), 0);
+  });
+
   t.test('a watched state failed: skipped, no refresh', async (t) => {
     const { states, refreshes } = setup(false);
     states.list[0]!.function = setter(new FakeSystem(), { async apply() { throw new Error('disk full'); } });
@@ -354,28 +376,28 @@ t.test('conditions', async (t) => {
 
   t.test('unless: a command that succeeds means not needed; nothing is checked', async (t) => {
     const { states, sys } = one({ unless: ['test -f /srv/app/done'] });
-    const processes = fakeProcesses({ '/bin/sh -c test -f /srv/app/done': 0 });
+    const processes = fakeProcesses({ 'test -f /srv/app/done': 0 });
     const { results } = await run(states, { processes: processes.runner });
     t.match(results.a, { status: 'not-needed', comment: 'unless: condition met' });
     t.same(sys.log, []);
-    t.same(processes.calls, [{ argv: ['/bin/sh', '-c', 'test -f /srv/app/done'], options: { allowFailure: true, timeoutMs: 120_000 } }]);
+    t.same(processes.calls, [{ argv: ['test', '-f', '/srv/app/done'], options: { allowFailure: true, timeoutMs: 120_000 } }], 'a string is split into words, no shell');
   });
 
   t.test('unless: runs when a command fails, even if another succeeds', async (t) => {
     const { states } = one({ unless: [['test', '-f', '/a'], 'test -f /b'] });
-    const processes = fakeProcesses({ 'test -f /a': 0, '/bin/sh -c test -f /b': 1 });
+    const processes = fakeProcesses({ 'test -f /a': 0, 'test -f /b': 1 });
     const { status } = await run(states, { processes: processes.runner });
     t.equal(status('a'), 'changed');
-    t.same(processes.calls.map((c) => c.argv), [['test', '-f', '/a'], ['/bin/sh', '-c', 'test -f /b']], 'an argv list runs as it is');
+    t.same(processes.calls.map((c) => c.argv), [['test', '-f', '/a'], ['test', '-f', '/b']], 'an argv list runs as it is; a string is split');
   });
 
   t.test('onlyif: a command that fails means not needed; when all succeed it runs', async (t) => {
     const failing = one({ onlyif: ['id app', ['test', '-d', '/srv/app']] });
-    const r1 = await run(failing.states, { processes: fakeProcesses({ '/bin/sh -c id app': 0, 'test -d /srv/app': 1 }).runner });
+    const r1 = await run(failing.states, { processes: fakeProcesses({ 'id app': 0, 'test -d /srv/app': 1 }).runner });
     t.match(r1.results.a, { status: 'not-needed', comment: 'onlyif: `test -d /srv/app` failed' });
     t.same(failing.sys.log, []);
     const passing = one({ onlyif: ['id app', ['test', '-d', '/srv/app']] });
-    const r2 = await run(passing.states, { processes: fakeProcesses({ '/bin/sh -c id app': 0, 'test -d /srv/app': 0 }).runner });
+    const r2 = await run(passing.states, { processes: fakeProcesses({ 'id app': 0, 'test -d /srv/app': 0 }).runner });
     t.equal(r2.status('a'), 'changed');
   });
 
@@ -392,7 +414,7 @@ t.test('conditions', async (t) => {
 
   t.test('conditions are reads: they run in test mode too', async (t) => {
     const { states } = one({ unless: ['test -f /done'] });
-    const processes = fakeProcesses({ '/bin/sh -c test -f /done': 0 });
+    const processes = fakeProcesses({ 'test -f /done': 0 });
     const { status } = await run(states, { test: true, processes: processes.runner });
     t.equal(status('a'), 'not-needed');
     t.equal(processes.calls.length, 1);
