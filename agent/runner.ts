@@ -44,6 +44,7 @@ export class Runner {
     const runId = randomUUID();
     const { env, test, startedBy } = this.#options;
     this.#emit({ kind: 'run-start', runId, env, test, startedBy, states: this.#states.length });
+    for (const state of this.#states) state.function.warm?.(state.args, this.#ctx).catch(() => undefined);
     for (const state of this.#states) {
       if (this.#results.has(state)) continue; // done in a batch
       await this.#runState(state);

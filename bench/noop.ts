@@ -28,6 +28,18 @@ try {
     engines.push(report.summary.durationMs);
     for (const s of report.states) perState.set(s.key, [...(perState.get(s.key) ?? []), s.durationMs]);
   }
+  // Where the rest of the command's time goes: loading (parse, render, validate) and the journal.
+  const timeOf = async (argv: string[], env: Record<string, string> = {}) => {
+    const xs: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = process.hrtime.bigint();
+      await server.exec(argv, { env });
+      xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return median(xs);
+  };
+  const validate = await timeOf(['agent', 'validate']);
+  const noJournal = await timeOf(['agent', 'apply', '--json'], { BRINE_JOURNAL: '0' });
   const node = [] as number[];
   for (let i = 0; i < runs; i++) {
     const t0 = process.hrtime.bigint();
@@ -37,6 +49,8 @@ try {
   console.log(`no-op agent apply of the reference stack, ${runs} runs (median):`);
   console.log(`  whole command (nsenter + Node start-up + run): ${median(walls).toFixed(0)} ms`);
   console.log(`  engine (all ${perState.size} states):            ${median(engines).toFixed(0)} ms`);
+  console.log(`  the same without journal entries:              ${noJournal.toFixed(0)} ms`);
+  console.log(`  agent validate (load, render, check the tree):  ${validate.toFixed(0)} ms`);
   console.log(`  for scale, \`node -e 0\` through nsenter:       ${median(node).toFixed(0)} ms`);
   console.log('  slowest states:');
   const slow = [...perState].map(([k, v]) => [k, median(v)] as const).sort((a, b) => b[1] - a[1]).slice(0, 6);

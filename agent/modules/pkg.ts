@@ -31,9 +31,6 @@ export const aptCache = { listsDir: '/var/lib/apt/lists', maxAgeMs: 60 * 60 * 10
 
 const PACKAGES_FACT = 'pkg:dpkg';
 const UPDATED_FACT = 'pkg:apt-updated';
-// Installing or removing packages starts, stops, adds and removes systemd units: the service
-// module's fact must be read again. (The key is service.ts's; modules don't import each other.)
-const UNITS_FACT = 'systemd:units';
 
 const APT_ENV = { DEBIAN_FRONTEND: 'noninteractive' };
 // Keep the admin's edited conffiles, never ask; wait for a dpkg lock held by unattended-upgrades
@@ -144,7 +141,6 @@ async function refreshCache(refresh: (boolean | undefined)[], ctx: Context): Pro
 
 function forgetPackages(ctx: Context): void {
   ctx.facts.forget(PACKAGES_FACT);
-  ctx.facts.forget(UNITS_FACT);
 }
 
 function tail(text: string, n: number): string {

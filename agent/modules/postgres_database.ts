@@ -129,6 +129,7 @@ const present = stateFunction(PresentArgs, {
   validate(args) {
     return [...nameProblems('name', args.name), ...nameProblems('owner', args.owner), ...nameProblems('template', args.template)];
   },
+  warm: (args, ctx) => connect(args.port, ctx),
   check: checkDatabase,
   plan: planDatabase,
   async apply(args, plan, now, ctx) {
@@ -170,6 +171,7 @@ const absent = stateFunction(AbsentArgs, {
     if (SYSTEM_DATABASES.includes(args.name)) problems.push({ key: 'name', message: `refusing to drop ${args.name}: the cluster needs it` });
     return problems;
   },
+  warm: (args, ctx) => connect(args.port, ctx),
   async check(args, ctx): Promise<boolean> {
     return (await readDatabase(await connect(args.port, ctx), args.name)) !== null;
   },

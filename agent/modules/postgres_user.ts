@@ -155,6 +155,7 @@ const present = stateFunction(PresentArgs, {
       problems.push({ key: 'password', message: 'must be ASCII (or a SCRAM-SHA-256 verifier): brine cannot reproduce how PostgreSQL normalizes other characters' });
     return problems;
   },
+  warm: (args, ctx) => connect(args.port, ctx),
   check: checkRole,
   plan: planRole,
   async apply(args, plan, now, ctx) {
@@ -184,6 +185,7 @@ const absent = stateFunction(AbsentArgs, {
     if (args.name === 'postgres') problems.push({ key: 'name', message: 'refusing to drop the postgres role (the cluster\'s own superuser)' });
     return problems;
   },
+  warm: (args, ctx) => connect(args.port, ctx),
   async check(args, ctx): Promise<boolean> {
     return (await readRole(await connect(args.port, ctx), args.name)) !== null;
   },

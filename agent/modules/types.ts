@@ -59,6 +59,12 @@ export interface StateFunction<A = any, C = any> {
    * InputError.
    */
   prepare?(args: A, ctx: PrepareContext): void;
+  /**
+   * Starts, without waiting, something slow that `check` will need (the Postgres client process),
+   * so it is ready by the time the state's turn comes. Called for every state as the run starts;
+   * a failure here is ignored (check will try again and report it).
+   */
+  warm?(args: A, ctx: Context): Promise<unknown>;
   check(args: A, ctx: Context): Promise<C>;
   plan(current: C, args: A, ctx: Context): Plan;
   /**

@@ -92,9 +92,19 @@ export async function postgresChild(argv: readonly string[] = process.argv): Pro
     } catch {
       return; // not ours to answer: the parent only sends JSON
     }
+    const database = request.database ?? 'postgres';
+    const query = async () => (await clientFor(database)).query({ text: request.sql, values: request.params ?? [] });
     try {
-      const client = await clientFor(request.database ?? 'postgres');
-      const result = await client.query({ text: request.sql, values: request.params ?? [] });
+      let result;
+      try {
+        result = await query();
+      } catch (err) {
+        // The server restarted since this connection was made (a watch on its config): once more,
+        // on a new connection. SQL errors carry a code and are answered as they are.
+        if ((err as { code?: string }).code !== undefined && (err as { code?: string }).code !== '57P01') throw err;
+        clients.delete(database);
+        result = await query();
+      }
       send({ id: request.id, rows: result.rows ?? [] });
     } catch (err) {
       send({ id: request.id, error: describe(err) });

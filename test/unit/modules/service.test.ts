@@ -3,7 +3,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { RunOptions, RunResult, Runner } from '../../../agent/exec.js';
 import { Facts } from '../../../agent/facts.js';
 import { Masker } from '../../../agent/secret.js';
-import { parseUnitLists, serviceModule, unitName } from '../../../agent/modules/service.js';
+import { parseShow, serviceModule, unitName } from '../../../agent/modules/service.js';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
 import { fakeRunner, type Answer } from '../fake-runner.js';
 
@@ -23,8 +23,6 @@ function args(fn: StateFunction, given: Record<string, unknown>): any {
 
 const { running, dead, enabled } = serviceModule.functions as Record<string, StateFunction>;
 
-const LIST_UNITS = ['systemctl', 'list-units', '--all', '--plain', '--no-legend', '--no-pager'];
-const LIST_FILES = ['systemctl', 'list-unit-files', '--no-legend', '--no-pager'];
 const SHOW = ['systemctl', 'show', '--property=Id,ActiveState,UnitFileState,LoadState'];
 const NEED_RELOAD = ['systemctl', 'show', '--property=NeedDaemonReload', '--value'];
 
@@ -51,12 +49,20 @@ function show(props: Record<string, string>): Partial<RunResult> {
   return { stdout: Object.entries(props).map(([k, v]) => `${k}=${v}\n`).join('') };
 }
 
-/** The lists, and `systemctl show` of a unit by what `state` says it is now. */
+/** What `systemctl show` says of a unit on this fake system (the tables above, as systemd has them). */
+function showFromTables(argv: string[]): Partial<RunResult> {
+  const unit = argv.at(-1)!;
+  const loaded = UNITS.split('\n').map((l) => l.replace(/^[●*]\s*/, '').trim().split(/\s+/)).find(([name]) => name === unit);
+  const file = UNIT_FILES.split('\n').map((l) => l.trim().split(/\s+/)).find(([name]) => name === unit);
+  if (!loaded && !file) return show({ Id: unit, ActiveState: 'inactive', UnitFileState: '', LoadState: 'not-found' });
+  return show({ Id: unit, ActiveState: loaded?.[2] ?? 'inactive', UnitFileState: file?.[1] ?? '', LoadState: loaded?.[1] ?? 'loaded' });
+}
+
+/** `systemctl show` of a unit by the tables, unless `extra` answers first. */
 function systemd(extra: [string[], Answer][] = []) {
   return fakeRunner([
     ...extra,
-    [LIST_UNITS, { stdout: UNITS }],
-    [LIST_FILES, { stdout: UNIT_FILES }],
+    [SHOW, showFromTables],
     [NEED_RELOAD, { stdout: 'no\n' }],
     [['journalctl'], { stdout: '' }],
   ]);
@@ -69,21 +75,23 @@ t.test('unit names without a suffix mean .service', async (t) => {
   t.equal(unitName('nginx.service'), 'nginx.service');
 });
 
-t.test('the unit lists are parsed into active and unit-file states', async (t) => {
-  const units = parseUnitLists(UNITS, UNIT_FILES);
-  t.same(units.get('nginx.service'), { load: 'loaded', active: 'active', unitFile: 'enabled' });
-  t.same(units.get('postgresql@15-main.service'), { load: 'loaded', active: 'failed' });
-  t.same(units.get('systemd-journald.service'), { unitFile: 'static' });
+t.test('systemctl show output is parsed into properties', async (t) => {
+  t.same(parseShow('Id=nginx.service\nActiveState=active\nUnitFileState=enabled\nDescription=a=b\n'), {
+    Id: 'nginx.service',
+    ActiveState: 'active',
+    UnitFileState: 'enabled',
+    Description: 'a=b',
+  });
 });
 
-t.test('an active, enabled service plans nothing, and several states share one read of the lists', async (t) => {
+t.test('an active, enabled service plans nothing; each unit is read with one systemctl show', async (t) => {
   const fake = systemd();
   const ctx = context(fake.runner);
   const nginx = args(running, { name: 'nginx', enable: true });
   const ssh = args(running, { name: 'ssh.service' });
   t.same(running.plan(await running.check(nginx, ctx), nginx, ctx), { changes: [], reason: 'nginx.service is active, enabled' });
   t.same(running.plan(await running.check(ssh, ctx), ssh, ctx), { changes: [], reason: 'ssh.service is active, enabled' });
-  t.same(fake.argvs(), [LIST_UNITS, LIST_FILES]);
+  t.same(fake.argvs(), [[...SHOW, 'nginx.service'], [...SHOW, 'ssh.service']]);
 });
 
 t.test('a stopped, disabled service is started, checked and enabled', async (t) => {
@@ -112,10 +120,10 @@ t.test('a stopped, disabled service is started, checked and enabled', async (t) 
     ['systemctl', 'enable', 'cron.service'],
   ]);
 
-  // What was read is forgotten after the change: the check after apply reads the lists again.
+  // The check after apply reads the unit again, right then.
   fake.calls.length = 0;
   await running.check(a, ctx);
-  t.same(fake.argvs(), [LIST_UNITS, LIST_FILES]);
+  t.same(fake.argvs(), [[...SHOW, 'cron.service']]);
 });
 
 t.test('enable: false disables an enabled, running service without stopping it', async (t) => {
@@ -139,12 +147,12 @@ t.test('a unit with a unit file that is not loaded is inactive', async (t) => {
   t.same(running.plan(current, a, ctx), { changes: [{ what: 'active', old: 'inactive', new: 'active' }] });
 });
 
-t.test('a unit missing from the lists (just installed) is read with systemctl show', async (t) => {
+t.test('a unit just installed is read with systemctl show like any other', async (t) => {
   const fake = systemd([[SHOW, show({ Id: 'postgresql.service', ActiveState: 'active', UnitFileState: 'enabled', LoadState: 'loaded' })]]);
   const ctx = context(fake.runner);
   const a = args(running, { name: 'postgresql', enable: true });
   t.same(running.plan(await running.check(a, ctx), a, ctx), { changes: [], reason: 'postgresql.service is active, enabled' });
-  t.same(fake.argvs(), [LIST_UNITS, LIST_FILES, [...SHOW, 'postgresql.service']]);
+  t.same(fake.argvs(), [[...SHOW, 'postgresql.service']]);
 });
 
 t.test('an alias is read with systemctl show, which answers for its target', async (t) => {
