@@ -137,3 +137,23 @@ export async function lstatPath(path: string): Promise<PathFacts | null> {
     linkTarget: kind === 'symlink' ? await fs.readlink(path) : undefined,
   };
 }
+
+/**
+ * A change in two steps — a file written, then a service told (nginx reloaded, supervisor
+ * updated) — leaves a marker for its duration. A run killed between the steps leaves the file as
+ * wanted but the service not told; the next run's check sees the marker and finishes the job.
+ */
+export const pendingPaths = { dir: '/var/lib/brine/pending' };
+
+export async function markPending(key: string): Promise<void> {
+  await fs.mkdir(pendingPaths.dir, { recursive: true });
+  await writeFileAtomic(join(pendingPaths.dir, key), `${new Date().toISOString()}\n`, { mode: 0o600 });
+}
+
+export async function clearPending(key: string): Promise<void> {
+  await fs.rm(join(pendingPaths.dir, key), { force: true });
+}
+
+export async function isPending(key: string): Promise<boolean> {
+  return (await lstatPath(join(pendingPaths.dir, key))) !== null;
+}

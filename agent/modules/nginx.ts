@@ -34,7 +34,7 @@ import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { join, resolve } from "node:path";
 import { wantedContent as contentOf } from '../content.js';
-import { lstatPath, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
+import { clearPending, isPending, lstatPath, markPending, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { formatMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
@@ -163,6 +163,8 @@ interface SiteCurrent {
   wantedContent: string;
   wantedMode: number;
   link: PathFacts | null;
+  /** A run was killed after changing the site and before nginx -t and the reload. */
+  interrupted: boolean;
 }
 
 
@@ -191,6 +193,7 @@ const site = stateFunction(SiteArgs, {
       wantedContent,
       wantedMode: wantedMode(ctx.masker.contains(wantedContent), file?.kind === 'file' ? file.mode : null),
       link: await lstatPath(paths.link),
+      interrupted: await isPending(`nginx-site-${args.name}`),
     };
   },
   plan(current, args) {
@@ -206,6 +209,7 @@ const site = stateFunction(SiteArgs, {
     const linked = linksTo(link, paths.file);
     if (args.enabled && !linked) changes.push({ what: 'enabled', old: link ? describeEntry(link) : false, new: true });
     if (!args.enabled && link) changes.push({ what: 'enabled', old: linked ? true : describeEntry(link), new: false });
+    if (current.interrupted) changes.push({ what: 'reload', old: 'interrupted', new: 'tested and reloaded' });
     return changes.length ? { changes } : { changes, reason: `site ${args.name} is in place and ${args.enabled ? 'enabled' : 'disabled'}` };
   },
   async apply(args, plan, current, ctx) {
@@ -235,12 +239,22 @@ const site = stateFunction(SiteArgs, {
     if (!args.enabled && writes) await writeFile();
     else if (!writes && current.file && current.file.mode !== current.wantedMode) await fs.chmod(paths.file, current.wantedMode);
     const live = [...(args.enabled && writes ? [writeFile] : []), ...(relinks ? [setLink] : [])];
-    if (live.length === 0) return;
+    if (live.length === 0 && !current.interrupted) return;
     const refused = !current.file
       ? `site ${args.name} was not installed`
       : `the old site ${args.name} is back in place and nginx still runs it`;
-    // changeLive tests the whole config and reloads nginx: what a watch would do.
-    await changeLive(ctx, live, refused);
+    // changeLive tests the whole config and reloads nginx: what a watch would do. Until it is
+    // done, a marker says so, for the next run if this one is killed in between.
+    const marker = `nginx-site-${args.name}`;
+    await markPending(marker);
+    try {
+      await changeLive(ctx, live, refused);
+    } catch (err) {
+      // The old files are back (or the error says they are not): nothing is half-done.
+      await clearPending(marker);
+      throw err;
+    }
+    await clearPending(marker);
     return 'restarted';
   },
   async refresh(_args, ctx) {

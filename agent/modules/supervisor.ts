@@ -28,7 +28,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeDurably, unifiedDiff, wantedMode, writeFileAtomic } from '../atomic.js';
+import { clearPending, isPending, markPending, removeDurably, unifiedDiff, wantedMode, writeFileAtomic } from '../atomic.js';
 import { CommandError, displayCommand } from '../exec.js';
 import { formatMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
@@ -246,6 +246,8 @@ interface ProgramCurrent {
   wantedConf: string;
   wantedMode: number;
   status: ProgramStatus;
+  /** A run was killed after writing the conf and before supervisord's update. */
+  interrupted: boolean;
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
@@ -278,6 +280,7 @@ const program = stateFunction(ProgramArgs, {
       wantedConf,
       wantedMode: wantedMode(ctx.masker.contains(wantedConf), mode),
       status: await readStatus(args.name, ctx),
+      interrupted: await isPending(`supervisor-${args.name}`),
     };
   },
   plan(current, args) {
@@ -286,17 +289,22 @@ const program = stateFunction(ProgramArgs, {
     if (current.kind === 'other') changes.push({ what: 'type', old: 'not a file', new: 'file' });
     else if (current.conf === null) changes.push({ what: 'conf', old: null, new: 'created', diff: unifiedDiff(path, '', current.wantedConf) });
     else {
-      if (current.conf !== current.wantedConf) changes.push({ what: 'conf', diff: unifiedDiff(path, current.conf, current.wantedConf) });
+      if (current.conf !== current.wantedConf) changes.push({ what: 'conf', diff: unifiedDiff(path, current.conf, current.wantedConf, { hideOld: !((current.mode ?? 0) & 0o004) }) });
       if (current.mode !== current.wantedMode) changes.push({ what: 'mode', old: formatMode(current.mode!), new: formatMode(current.wantedMode) });
     }
     if (!allRunning(current.status)) changes.push({ what: 'running', old: summary(current.status), new: 'RUNNING' });
+    if (current.interrupted) changes.push({ what: 'update', old: 'interrupted', new: 'reread and updated' });
     return changes.length ? { changes } : { changes, reason: `program ${args.name} is running (${current.status.processes.map((p) => p.description).join('; ')})` };
   },
   async apply(args, plan, current, ctx) {
     const path = confPath(args.name);
     if (current.kind === 'other') throw new Error(`${path} is not a file; remove it first`);
     if (current.status.problem) throw new Error(`${current.status.problem} (is supervisor installed and running? require service: supervisor)`);
-    const confChanged = plan.changes.some((c) => c.what === 'conf');
+    const confChanged = plan.changes.some((c) => c.what === 'conf') || current.interrupted;
+    // Until supervisord has taken the new conf, a marker says so, for the next run if this one
+    // is killed in between.
+    const marker = `supervisor-${args.name}`;
+    if (confChanged) await markPending(marker);
     if (confChanged) {
       const dir = await lstatOrNull(supervisorPaths.confDir);
       if (!dir?.isDirectory()) throw new Error(`${supervisorPaths.confDir} does not exist (is supervisor installed? require pkg: supervisor)`);
@@ -307,6 +315,7 @@ const program = stateFunction(ProgramArgs, {
         // A conf supervisord cannot read would break every later reread: take it back.
         if (current.conf === null) await removeDurably(path);
         else await writeFileAtomic(path, current.conf, { mode: current.mode! });
+        await clearPending(marker);
         throw err;
       }
     } else if (current.mode !== null && current.mode !== current.wantedMode) {
@@ -317,6 +326,7 @@ const program = stateFunction(ProgramArgs, {
       // Adds a new program, or stops and starts one whose conf changed.
       await supervisorctl(['update', args.name], ctx);
     }
+    if (confChanged) await clearPending(marker);
     // update (re)started the program; so does a start: either way it runs the new conf.
     let restarted = confChanged || !current.status.loaded;
     const now = await readStatus(args.name, ctx);

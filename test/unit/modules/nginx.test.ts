@@ -8,6 +8,7 @@ import { Masker } from '../../../agent/secret.js';
 import { nginxModule, nginxPaths } from '../../../agent/modules/nginx.js';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
 import { fakeRunner, type Answer } from '../fake-runner.js';
+import { markPending, pendingPaths } from '../../../agent/atomic.js';
 
 
 function context(runner: Runner, masker = new Masker()): Context {
@@ -47,6 +48,7 @@ t.beforeEach((t) => {
   const dir = t.testdir({ 'sites-available': { default: 'server { listen 80 default_server; }\n' }, 'sites-enabled': {} });
   available = nginxPaths.available = join(dir, 'sites-available');
   enabled = nginxPaths.enabled = join(dir, 'sites-enabled');
+  pendingPaths.dir = join(dir, 'pending');
 });
 
 /** nginx with a given answer to `nginx -t`, that records which content of `app` each test saw. */
@@ -240,4 +242,21 @@ t.test('arguments: one of contents and source, a plain site name', async (t) => 
   t.notOk(Value.Check(site.schema, { name: '../../passwd', contents: '', enabled: true }), 'no path in a site name');
   t.notOk(Value.Check(site.schema, { name: '.hidden', contents: '', enabled: true }));
   t.ok(Value.Check(site.schema, { name: 'example.com', contents: '', enabled: true }));
+});
+
+t.test('a run killed between writing the site and reloading nginx: the next run tests and reloads', async (t) => {
+  const fake = nginx({ code: 0, stderr: OK });
+  const ctx = context(fake.runner);
+  const a = args(site, { name: 'app', contents: 'server { listen 8080; }\n' });
+  await converge(site, a, ctx);
+  t.same(site.plan(await site.check(a, ctx), a, ctx).changes, [], 'converged');
+  // Killed in between: the file is as wanted, the marker is still there.
+  await markPending('nginx-site-app');
+  const current = await site.check(a, ctx);
+  const plan = site.plan(current, a, ctx);
+  t.same(plan.changes, [{ what: 'reload', old: 'interrupted', new: 'tested and reloaded' }]);
+  fake.calls.length = 0;
+  t.equal(await site.apply(a, plan, current, ctx), 'restarted');
+  t.same(fake.argvs(), [NGINX_T, IS_ACTIVE, RELOAD]);
+  t.same(site.plan(await site.check(a, ctx), a, ctx).changes, [], 'and the marker is gone');
 });

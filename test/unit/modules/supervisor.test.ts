@@ -8,6 +8,7 @@ import { Masker } from '../../../agent/secret.js';
 import { commandLine, parseStatus, programConf, supervisorModule, supervisorPaths, supervisorTiming } from '../../../agent/modules/supervisor.js';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
 import { fakeRunner, type Answer } from '../fake-runner.js';
+import { markPending, pendingPaths } from '../../../agent/atomic.js';
 
 
 function context(runner: Runner, masker = new Masker()): Context {
@@ -48,6 +49,7 @@ t.beforeEach((t) => {
   supervisorPaths.logDir = '/var/log/supervisor';
   supervisorTiming.pollMs = 0;
   supervisorTiming.graceMs = 0;
+  pendingPaths.dir = join(dir, 'pending');
 });
 
 const APP = { name: 'app', command: ['/usr/bin/python3', '-m', 'http.server', '8000'], directory: '/srv/app', user: 'app', startsecs: 0 };
@@ -321,4 +323,23 @@ t.test('refresh restarts the program and waits for it to run', async (t) => {
   ]);
   t.equal(await program.refresh!(args(program, APP), context(fake.runner)), 'restarted');
   t.same(fake.argvs(), [RESTART, STATUS]);
+});
+
+t.test('a run killed after writing a changed conf and before update: the next run updates', async (t) => {
+  await writeFile(join(confDir, 'app.conf'), APP_CONF);
+  await markPending('supervisor-app');
+  const fake = fakeRunner([
+    [STATUS, statuses(RUNNING, RUNNING, RUNNING)],
+    [REREAD, { stdout: 'app: changed\n' }],
+    [UPDATE, { stdout: 'app: stopped\napp: updated process group\n' }],
+  ]);
+  const ctx = context(fake.runner);
+  const a = args(program, APP);
+  const current = await program.check(a, ctx);
+  const plan = program.plan(current, a, ctx);
+  t.same(plan.changes, [{ what: 'update', old: 'interrupted', new: 'reread and updated' }], 'the conf is as wanted, but supervisord never took it');
+  t.equal(await program.apply(a, plan, current, ctx), 'restarted');
+  t.ok(fake.argvs().some((argv) => argv.join(' ') === REREAD.join(' ')), 'reread');
+  t.ok(fake.argvs().some((argv) => argv.join(' ') === UPDATE.join(' ')), 'update');
+  t.same(program.plan(await program.check(a, ctx), a, ctx).changes, [], 'and the marker is gone');
 });
