@@ -154,8 +154,12 @@ if ! node_ok; then
   echo "BRINE_NODE_TOO_OLD $v ${PRETTY_NAME:-this system}" >&2
   exit 10
 fi
-mkdir -p /opt/brine /srv/brine
-chmod 0700 /srv/brine
+mkdir -p /opt/brine
+# The new tree is synced beside the live one and swapped in under the agent's lock, so a scheduled
+# run never reads half-synced states and pillar. Seeded from the live tree: rsync sends only changes.
+rm -rf /srv/brine.next
+if [ -d /srv/brine ]; then cp -a /srv/brine /srv/brine.next; else mkdir -p /srv/brine.next; fi
+chmod 0700 /srv/brine.next
 SH
 )
 if ! prep_out=$(remote sh -s <<<"$prepare" 2>&1); then
@@ -173,7 +177,7 @@ fi
 
 # --- 4. Sync: the bundle, states, and this environment's pillar only --------------------------------
 rsync_opts=(-a --checksum --delete --no-owner --no-group --chmod=D0700,F0600 -e "ssh ${ssh_opts[*]}" --rsync-path="$rsync_path")
-rsync "${rsync_opts[@]}" --itemize-changes "$stage/srv/" "$user@$host:/srv/brine/" > "$stage/rsync.out"
+rsync "${rsync_opts[@]}" --itemize-changes "$stage/srv/" "$user@$host:/srv/brine.next/" > "$stage/rsync.out"
 rsync -a --no-owner --no-group --chmod=F0644 -e "ssh ${ssh_opts[*]}" --rsync-path="$rsync_path" "$bundle" "$user@$host:/opt/brine/agent.mjs"
 synced=$(grep -c '^[<>c*]' "$stage/rsync.out" || true)
 say "synced to $host:/srv/brine ($synced files changed) for environment $env"
@@ -184,6 +188,7 @@ printf '#!/bin/sh\nexec %s /opt/brine/agent.mjs "$@"\n' "$node" > /usr/local/bin
 chmod 0755 /usr/local/bin/agent.tmp
 mv /usr/local/bin/agent.tmp /usr/local/bin/agent
 SH
+remote /usr/local/bin/agent __swap-tree /srv/brine.next
 
 # --- 5. Converge ------------------------------------------------------------------------------------
 say "agent ${apply_args[*]} on $host"

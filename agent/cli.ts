@@ -1,4 +1,7 @@
 // The `agent` command. `main()` returns an exit code; nothing deep inside calls process.exit.
+import { existsSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { createRunner } from './exec.js';
@@ -61,7 +64,7 @@ const processIo: Io = {
 };
 
 /** Commands that take positional arguments of their own. */
-const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres'];
+const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres', '__swap-tree'];
 
 interface Parsed {
   command: string;
@@ -297,6 +300,28 @@ async function status(p: Parsed, io: Io): Promise<number> {
   return converged ? ExitCode.ok : ExitCode.failed;
 }
 
+/**
+ * Puts the tree bootstrap.sh synced beside ROOT in its place. Under the run lock, so no run reads
+ * states from one sync and pillar from another; two renames, so ROOT is never half-written.
+ */
+async function swapTree(p: Parsed, io: Io): Promise<number> {
+  const next = p.args[0];
+  if (!next || p.args.length !== 1) throw new UsageError('__swap-tree needs the synced tree');
+  if (!existsSync(join(next, 'states')) || !existsSync(join(next, 'pillar'))) throw new UsageError(`${next} is not a synced tree (no states/ or pillar/)`);
+  const lock = new Lock(io.env.BRINE_LOCK ?? DEFAULT_LOCK);
+  await lock.acquire('bootstrap.sh: swapping in the synced tree', Math.max(p.waitMs, 600_000));
+  try {
+    const old = `${p.root}.old`;
+    await rm(old, { recursive: true, force: true });
+    if (existsSync(p.root)) await rename(p.root, old);
+    await rename(next, p.root);
+    await rm(old, { recursive: true, force: true });
+  } finally {
+    await lock.release();
+  }
+  return ExitCode.ok;
+}
+
 function validate(p: Parsed, io: Io): number {
   const loaded = loadFor(p);
   io.stdout(`valid: ${loaded.env} · ${loaded.files.length} state files · ${loaded.states.length} states · pillar from ${loaded.pillar.files.length} files\n`);
@@ -339,6 +364,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await history(p, io);
       case 'deploy-key':
         return await deployKey(p.args, p.root, io);
+      case '__swap-tree':
+        // Internal: bootstrap.sh's freshly synced tree replaces ROOT, under the run lock.
+        return await swapTree(p, io);
       case '__postgres':
         // Internal: the Postgres client, run as the postgres OS user (peer authentication).
         return await postgresChild();

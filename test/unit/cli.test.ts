@@ -229,3 +229,33 @@ t.test('a pillar secret that YAML reads as an alias is not printed', async (t) =
   t.equal(r.code, 3, 'exit 3');
   t.notMatch(r.err, 'Xk9star4471', 'the secret is not printed');
 });
+
+t.test('__swap-tree puts the synced tree in place under the run lock', async (t) => {
+  const dir = t.testdir({
+    live: { states: { 'top.yaml': 'old\n' }, pillar: {}, environment: 'staging\n' },
+    next: { states: { 'top.yaml': 'new\n' }, pillar: {}, environment: 'staging\n' },
+    run: {},
+  });
+  const lockPath = `${dir}/run/agent.lock`;
+  const swap = async () => {
+    const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0' });
+    return { code: await main(['__swap-tree', `${dir}/next`, '--root', `${dir}/live`], c.io), err: c.err() };
+  };
+  // A run holds the lock: the swap waits for it.
+  const holder = new Lock(lockPath);
+  await holder.acquire('agent apply', 0);
+  let done = false;
+  const swapping = swap().then((r) => ((done = true), r));
+  await new Promise((r) => setTimeout(r, 400));
+  t.notOk(done, 'waits while a run holds the lock');
+  t.equal(readFileSync(`${dir}/live/states/top.yaml`, 'utf8'), 'old\n', 'the live tree is untouched meanwhile');
+  await holder.release();
+  t.same(await swapping, { code: 0, err: '' });
+  t.equal(readFileSync(`${dir}/live/states/top.yaml`, 'utf8'), 'new\n', 'then the new tree is live');
+  t.notOk(existsSync(`${dir}/next`), 'the synced tree was moved, not copied');
+  t.notOk(existsSync(`${dir}/live.old`), 'and the old one removed');
+  t.notOk(existsSync(lockPath), 'the lock is released');
+
+  const bad = capture({ BRINE_LOCK: lockPath });
+  t.equal(await main(['__swap-tree', `${dir}/nothing`, '--root', `${dir}/live`], bad.io), 1, 'not a synced tree: usage error');
+});
