@@ -1,6 +1,6 @@
 // Installs what brine's own commands need on a fresh machine: npm dependencies, and Debian's
-// debootstrap, systemd-container and openssh-client for the throwaway test servers. Node builtins
-// only, since it runs before `npm ci`. Idempotent: quick when everything is already there.
+// debootstrap, systemd-container, openssh-client, rsync and git for the throwaway test servers.
+// Node builtins only, since it runs before `npm ci`. Idempotent: quick when all is there.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 
@@ -19,7 +19,7 @@ export function ensureNpmDeps() {
 }
 
 export function ensureSystemPackages() {
-  const wanted = { debootstrap: 'debootstrap', 'systemd-nspawn': 'systemd-container', ssh: 'openssh-client', 'ssh-keygen': 'openssh-client', rsync: 'rsync' };
+  const wanted = { debootstrap: 'debootstrap', 'systemd-nspawn': 'systemd-container', ssh: 'openssh-client', 'ssh-keygen': 'openssh-client', rsync: 'rsync', git: 'git' };
   const missing = [...new Set(Object.entries(wanted).filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) throw new Error(`setup: needs root to install ${missing.join(', ')} (apt-get)`);
