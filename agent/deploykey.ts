@@ -60,7 +60,9 @@ export async function deployKey(args: string[], root: string, io: Io): Promise<n
     io.stderr(`agent: ${shown}: must be a mapping of keys to values\n`);
     return ExitCode.invalid;
   }
-  if (doc.has(KEY) && !parsed.values.force) {
+  // secrets.example.yaml's stand-in (copied with it) is not a key to keep.
+  const placeholder = String(doc.get(KEY) ?? '').includes('(replace me)');
+  if (doc.has(KEY) && !placeholder && !parsed.values.force) {
     io.stderr(
       `agent: ${shown} already has a ${KEY}; pass --force to replace it ` +
         `(then remove the old public key from the git host: the servers stop using it at their next run)\n`,

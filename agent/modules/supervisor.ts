@@ -40,7 +40,7 @@ export const supervisorPaths = {
 };
 
 /** How often the state is polled while a program starts, and how long past `startsecs` it may take. */
-export const supervisorTiming = { pollMs: 250, graceMs: 3000 };
+export const supervisorTiming = { pollMs: 250, graceMs: 3000, socketWaitMs: 10_000 };
 
 const HEADER = '; managed by brine';
 const LOG_LINES = 15;
@@ -299,7 +299,17 @@ const program = stateFunction(ProgramArgs, {
   async apply(args, plan, current, ctx) {
     const path = confPath(args.name);
     if (current.kind === 'other') throw new Error(`${path} is not a file; remove it first`);
-    if (current.status.problem) throw new Error(`${current.status.problem} (is supervisor installed and running? require service: supervisor)`);
+    if (current.status.problem) {
+      // supervisord started a moment ago (service.running supervisor, just before) may not have
+      // made its socket yet: give it a few seconds before calling it not running.
+      let status = current.status;
+      for (let waited = 0; status.problem && waited < supervisorTiming.socketWaitMs; waited += supervisorTiming.pollMs || 1) {
+        await new Promise((r) => setTimeout(r, supervisorTiming.pollMs));
+        status = await readStatus(args.name, ctx);
+      }
+      if (status.problem) throw new Error(`${status.problem} (is supervisor installed and running? require service: supervisor)`);
+      current = { ...current, status };
+    }
     const confChanged = plan.changes.some((c) => c.what === 'conf') || current.interrupted;
     // Until supervisord has taken the new conf, a marker says so, for the next run if this one
     // is killed in between.

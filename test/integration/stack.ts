@@ -25,8 +25,9 @@ export async function workspace(options: { cronInterval?: number } = {}): Promis
   const secrets = { staging: `stg-Db-${Math.random().toString(36).slice(2, 12)}`, production: `prd-Db-${Math.random().toString(36).slice(2, 12)}` };
   for (const env of ['staging', 'production'] as const) {
     const example = readFileSync(join(dir, 'pillar', env, 'secrets.example.yaml'), 'utf8');
-    // The deploy key comes from `agent deploy-key` (see serveTestApp); drop the example's.
-    const filled = example.replace(/DB_PASSWORD: .*/, `DB_PASSWORD: ${secrets[env]}`).replace(/\n# The app repository's deploy key[\s\S]*$/, '\n');
+    // As a user does: copy the example and fill it in; `agent deploy-key` then replaces the
+    // example's stand-in deploy key (see serveTestApp).
+    const filled = example.replace(/DB_PASSWORD: .*/, `DB_PASSWORD: ${secrets[env]}`);
     writeFileSync(join(dir, 'pillar', env, 'secrets.yaml'), filled, { mode: 0o600 });
   }
   if (options.cronInterval !== undefined) {

@@ -119,3 +119,14 @@ t.test('usage and unknown environments', async (t) => {
   t.equal(await deployKey(['staging'], `${root}/pillar`, noPillar.io), 1);
   t.match(noPillar.out.stderr, "run deploy-key in your project's repository, with --root .");
 });
+
+t.test("the example's stand-in deploy_key (copied with secrets.example.yaml) is replaced without --force", async (t) => {
+  const example = readFileSync(new URL('../../pillar/staging/secrets.example.yaml', import.meta.url), 'utf8');
+  const root = t.testdir({ pillar: { staging: { 'secrets.yaml': example } } });
+  const { io: fake, out } = io();
+  t.equal(await deployKey(['staging'], root, fake), 0, out.stderr);
+  const text = readFileSync(`${root}/pillar/staging/secrets.yaml`, 'utf8');
+  t.notMatch(text, '(replace me)');
+  t.match(parse(text).deploy_key, /^-----BEGIN OPENSSH PRIVATE KEY-----\n/);
+  t.same(Object.keys(parse(text).secrets), ['DB_PASSWORD', 'SECRET_KEY'], 'the other secrets are kept');
+});

@@ -49,6 +49,7 @@ t.beforeEach((t) => {
   supervisorPaths.logDir = '/var/log/supervisor';
   supervisorTiming.pollMs = 0;
   supervisorTiming.graceMs = 0;
+  supervisorTiming.socketWaitMs = 0;
   pendingPaths.dir = join(dir, 'pending');
 });
 
@@ -342,4 +343,22 @@ t.test('a run killed after writing a changed conf and before update: the next ru
   t.ok(fake.argvs().some((argv) => argv.join(' ') === REREAD.join(' ')), 'reread');
   t.ok(fake.argvs().some((argv) => argv.join(' ') === UPDATE.join(' ')), 'update');
   t.same(program.plan(await program.check(a, ctx), a, ctx).changes, [], 'and the marker is gone');
+});
+
+t.test('supervisord started a moment ago, its socket not there yet: apply waits for it', async (t) => {
+  supervisorTiming.socketWaitMs = 1000;
+  supervisorTiming.pollMs = 10;
+  let asked = 0;
+  const fake = fakeRunner([
+    [STATUS, () => (++asked <= 2 ? { code: 4, stdout: 'unix:///var/run/supervisor.sock no such file\n' } : RUNNING)],
+    [REREAD, { stdout: 'app: available\n' }],
+    [UPDATE, { stdout: 'app: added process group\n' }],
+  ]);
+  const ctx = context(fake.runner);
+  const a = args(program, APP);
+  const current = await program.check(a, ctx);
+  const plan = program.plan(current, a, ctx);
+  await program.apply(a, plan, current, ctx);
+  t.ok(asked >= 3, 'asked again until supervisord answered');
+  t.ok(fake.argvs().some((argv) => argv.join(' ') === UPDATE.join(' ')), 'then the program was added');
 });
