@@ -120,14 +120,19 @@ export interface PathFacts {
   linkTarget?: string;
 }
 
-export async function lstatPath(path: string): Promise<PathFacts | null> {
-  let st: Stats;
+/** `fs.lstat`, or null when nothing is there. */
+export async function lstatOrNull(path: string): Promise<Stats | null> {
   try {
-    st = await fs.lstat(path);
+    return await fs.lstat(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+}
+
+export async function lstatPath(path: string): Promise<PathFacts | null> {
+  const st = await lstatOrNull(path);
+  if (!st) return null;
   const kind = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
   return {
     kind,

@@ -2,10 +2,28 @@
 // Jinja `template` rendered with the run's pillar. Shared by file.managed and nginx.site; read
 // once at load (prepare: a missing source or a template error is an input error) and again right
 // before the file is compared.
+import { Type } from '@sinclair/typebox';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { InputError } from './errors.js';
-import type { PrepareContext } from './modules/types.js';
+import type { ArgProblem, PrepareContext } from './modules/types.js';
+
+/** The content arguments, for a state's schema. */
+export const contentArgs = {
+  contents: Type.Optional(Type.String()),
+  source: Type.Optional(Type.String({ minLength: 1 })),
+  template: Type.Optional(Type.Literal('jinja')),
+  context: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+};
+
+/** Contents and source exclude each other; a template is a source. `required`: one must be given. */
+export function contentProblems(args: ContentArgs, required: string | undefined): ArgProblem[] {
+  const problems: ArgProblem[] = [];
+  if (args.contents !== undefined && args.source !== undefined) problems.push({ key: 'contents', message: 'give either contents or source, not both' });
+  if (required && args.contents === undefined && args.source === undefined) problems.push({ key: 'source', message: required });
+  if (args.template !== undefined && args.source === undefined) problems.push({ key: 'template', message: 'template needs a source file' });
+  return problems;
+}
 
 export interface ContentArgs {
   contents?: string;

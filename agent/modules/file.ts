@@ -21,7 +21,7 @@ import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { dirname, resolve, isAbsolute } from 'node:path';
 import { findGroup, findUser } from '../accounts.js';
-import { wantedContent } from '../content.js';
+import { contentArgs, contentProblems, wantedContent } from '../content.js';
 import { InputError } from '../errors.js';
 import { lstatPath, symlinkAtomic, unifiedDiff, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { commandArgv } from '../argv.js';
@@ -117,10 +117,7 @@ async function mkdirParents(path: string, makedirs: boolean): Promise<void> {
 const ManagedArgs = Type.Object(
   {
     name: Path,
-    contents: Type.Optional(Type.String()),
-    source: Type.Optional(Type.String({ minLength: 1 })),
-    template: Type.Optional(Type.Literal('jinja')),
-    context: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    ...contentArgs,
     makedirs: Type.Boolean({ default: false }),
     replace: Type.Boolean({ default: true }),
     check_cmd: Type.Optional(Command),
@@ -140,12 +137,7 @@ interface ManagedCurrent {
 
 const managed = stateFunction(ManagedArgs, {
   validate(args) {
-    const problems: ArgProblem[] = [];
-    if (args.contents !== undefined && args.source !== undefined)
-      problems.push({ key: 'contents', message: 'give either contents or source, not both' });
-    if (args.template !== undefined && args.source === undefined)
-      problems.push({ key: 'template', message: 'template needs a source file' });
-    return problems;
+    return contentProblems(args, undefined);
   },
   prepare(args, ctx) {
     wantedContent(args, ctx);

@@ -33,7 +33,7 @@
 import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { join, resolve } from "node:path";
-import { wantedContent as contentOf } from '../content.js';
+import { contentArgs, contentProblems, wantedContent as contentOf } from '../content.js';
 import { clearPending, isPending, lstatPath, markPending, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { formatMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
@@ -147,10 +147,7 @@ async function runUndo(undo: (() => Promise<void>)[]): Promise<string | undefine
 const SiteArgs = Type.Object(
   {
     name: SiteName,
-    contents: Type.Optional(Type.String()),
-    source: Type.Optional(Type.String({ minLength: 1 })),
-    template: Type.Optional(Type.Literal('jinja')),
-    context: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    ...contentArgs,
     /** false keeps the file but removes the link in sites-enabled. */
     enabled: Type.Boolean({ default: true }),
   },
@@ -173,14 +170,7 @@ const site = stateFunction(SiteArgs, {
     contentOf(args, ctx);
   },
   validate(args) {
-    const problems: ArgProblem[] = [];
-    if (args.contents !== undefined && args.source !== undefined)
-      problems.push({ key: 'contents', message: 'give either contents or source, not both' });
-    if (args.contents === undefined && args.source === undefined)
-      problems.push({ key: 'source', message: 'a site needs its configuration: give source (a file or template) or contents' });
-    if (args.template !== undefined && args.source === undefined)
-      problems.push({ key: 'template', message: 'template needs a source file' });
-    return problems;
+    return contentProblems(args, 'a site needs its configuration: give source (a file or template) or contents');
   },
   async check(args, ctx): Promise<SiteCurrent> {
     const paths = sitePaths(args.name);

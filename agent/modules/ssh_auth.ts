@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { readGroups, readPasswd } from '../accounts.js';
 import { formatMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Plan, type StateModule } from './types.js';
+import { lstatOrNull } from '../atomic.js';
 
 const KEY_TYPES = [
   'ssh-ed25519',
@@ -178,15 +179,6 @@ function kindOf(st: Stats): NodeFacts['kind'] {
 
 function nodeFacts(st: Stats): NodeFacts {
   return { kind: kindOf(st), uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
-}
-
-async function lstatOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await fs.lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
 }
 
 function viaFd(handle: FileHandle, name: string): string {

@@ -25,10 +25,9 @@
 // the command runs as `/bin/sh -c 'set -a; . FILE; set +a; exec COMMAND'`, so the program gets the
 // file's variables (read as the program's user, at each start).
 import { Type, type Static } from '@sinclair/typebox';
-import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { clearPending, isPending, markPending, removeDurably, unifiedDiff, wantedMode, writeFileAtomic } from '../atomic.js';
+import { clearPending, isPending, lstatOrNull, markPending, removeDurably, unifiedDiff, wantedMode, writeFileAtomic } from '../atomic.js';
 import { CommandError, displayCommand } from '../exec.js';
 import { formatMode } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
@@ -248,15 +247,6 @@ interface ProgramCurrent {
   status: ProgramStatus;
   /** A run was killed after writing the conf and before supervisord's update. */
   interrupted: boolean;
-}
-
-async function lstatOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await fs.lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
 }
 
 const program = stateFunction(ProgramArgs, {

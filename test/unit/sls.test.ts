@@ -1,21 +1,9 @@
 import t, { type Test } from 'tap';
 import { AggregateInputError, InputError } from '../../agent/errors.js';
-import type { Grains } from '../../agent/grains.js';
+import { GRAINS } from './grains-fixture.js';
 import { Renderer } from '../../agent/render.js';
 import { TreeLoader, loadTree, slsPath, topFor, type StateDecl } from '../../agent/sls.js';
 
-const GRAINS: Grains = {
-  id: 'web1.example.com',
-  host: 'web1',
-  fqdn: 'web1.example.com',
-  os: 'Debian',
-  os_family: 'Debian',
-  osrelease: '12',
-  oscodename: 'bookworm',
-  cpus: 2,
-  mem_total: 2048,
-  arch: 'x64',
-};
 
 type Tree = { [name: string]: string | Tree };
 
