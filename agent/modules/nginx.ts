@@ -24,19 +24,16 @@
 // `enabled: false` keeps a site's file but removes its link. `nginx.site_disabled` removes only the
 // link, so a site whose file belongs to a package (Debian's `default`) stays as the package left it.
 //
-// A change reaches nginx only once the whole configuration passed `nginx -t` with it: the new file
-// is put in place (atomically, the old content kept in memory) and linked, `nginx -t` reads the
-// whole tree, and if it fails the old file and link are put back and the state fails with nginx's
-// own error lines. nginx reads its configuration only when it (re)loads, so the running nginx
-// never saw the refused file. On success a running nginx is reloaded; one that is not running is
-// left for a service.running state to start. `watch` tests the configuration and reloads.
+// A change reaches nginx only once the whole configuration passed `nginx -t` with it; refused, the
+// old file and link are put back (agent/nginx/live.ts). `watch` tests the configuration and reloads.
 import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { join, resolve } from "node:path";
 import { contentArgs, contentProblems, wantedContent as contentOf } from '../content.js';
 import { clearPending, isPending, lstatPath, markPending, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
+import { changeLive, reloadIfRunning, snapshot, testConfig } from '../nginx/live.js';
 import { formatMode } from './common.js';
-import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
+import { stateFunction, type Change, type StateModule } from './types.js';
 
 /** Where Debian's nginx keeps its sites; tests point these at a scratch directory. */
 export const nginxPaths = {
@@ -44,9 +41,6 @@ export const nginxPaths = {
   enabled: '/etc/nginx/sites-enabled',
 };
 
-const UNIT = 'nginx.service';
-const TEST_TIMEOUT_MS = 60_000;
-const ERROR_LINES = 10;
 
 const SiteName = Type.String({
   pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
@@ -74,71 +68,6 @@ function describeEntry(entry: PathFacts): string {
 async function requireDirectory(dir: string): Promise<void> {
   const st = await lstatPath(dir);
   if (st?.kind !== 'directory') throw new Error(`${dir} does not exist (is nginx installed? require pkg: nginx)`);
-}
-
-/** What puts `path` back the way it is now: its link, its bytes and owner, or its absence. */
-async function snapshot(path: string): Promise<() => Promise<void>> {
-  const entry = await lstatPath(path);
-  if (!entry) return () => removeDurably(path);
-  if (entry.kind === 'symlink') return () => symlinkAtomic(entry.linkTarget!, path);
-  if (entry.kind === 'file') {
-    const content = await fs.readFile(path, 'utf8');
-    return () => writeFileAtomic(path, content, entry);
-  }
-  throw new Error(`${path} is a ${entry.kind}; remove it first`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// nginx itself
-
-/** `nginx -t` over the whole configuration as it is on disk now; its error lines, or null. */
-async function testConfig(ctx: Context): Promise<string | null> {
-  const result = await ctx.runner.run(['nginx', '-t'], { allowFailure: true, timeoutMs: TEST_TIMEOUT_MS });
-  if (result.code === 0) return null;
-  const lines = `${result.stderr}\n${result.stdout}`.split('\n').map((l) => l.trimEnd()).filter(Boolean);
-  return lines.slice(-ERROR_LINES).join('\n') || `nginx -t exited ${result.code}`;
-}
-
-/** Reloads nginx if it runs; one that does not run reads the configuration when it starts. */
-async function reloadIfRunning(ctx: Context): Promise<boolean> {
-  const state = await ctx.runner.run(['systemctl', 'is-active', UNIT], { allowFailure: true });
-  if (!['active', 'reloading'].includes(state.stdout.trim())) return false;
-  await ctx.runner.run(['systemctl', 'reload', UNIT]);
-  return true;
-}
-
-/**
- * Makes a change to the files nginx reads, then `nginx -t`: if the whole configuration does not
- * pass, every step is undone (last first) and the state fails with nginx's lines. A running nginx
- * is reloaded only after the test passed.
- */
-async function changeLive(ctx: Context, steps: (() => Promise<() => Promise<void>>)[], refused: string): Promise<void> {
-  const undo: (() => Promise<void>)[] = [];
-  let problem: string | null;
-  try {
-    for (const step of steps) undo.unshift(await step());
-    problem = await testConfig(ctx);
-  } catch (err) {
-    await runUndo(undo);
-    throw err;
-  }
-  if (problem !== null) {
-    const undoError = await runUndo(undo);
-    const after = undoError ? `; putting the old files back failed too: ${undoError}` : `; ${refused}`;
-    throw new Error(ctx.masker.mask(`nginx -t failed${after}:\n${problem}`));
-  }
-  await reloadIfRunning(ctx);
-}
-
-async function runUndo(undo: (() => Promise<void>)[]): Promise<string | undefined> {
-  for (const step of undo) {
-    try {
-      await step();
-    } catch (err) {
-      return (err as Error).message;
-    }
-  }
-  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

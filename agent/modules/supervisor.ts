@@ -20,30 +20,14 @@
 // of the program RUNNING, which supervisord says only once it stayed up `startsecs`: a program that
 // exits at start fails the state with the last lines of its log. `watch` restarts it.
 //
-// A command given as a string is written as supervisor reads it (`%(program_name)s` works); an
-// argv list, `environment` values and `env_file` are quoted and escaped by brine. With `env_file`
-// the command runs as `/bin/sh -c 'set -a; . FILE; set +a; exec COMMAND'`, so the program gets the
-// file's variables (read as the program's user, at each start).
-import { Type, type Static } from '@sinclair/typebox';
+// How the conf is written (quoting, env_file): agent/supervisor/conf.ts.
+import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
-import { join } from 'node:path';
 import { clearPending, isPending, lstatOrNull, markPending, removeDurably, unifiedDiff, wantedMode, writeFileAtomic } from '../atomic.js';
-import { CommandError, displayCommand } from '../exec.js';
+import { confPath, programConf, supervisorPaths } from '../supervisor/conf.js';
+import { allRunning, readStatus, summary, supervisorctl, waitForSupervisord, waitRunning, type ProgramStatus } from '../supervisor/ctl.js';
 import { formatMode } from './common.js';
-import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
-
-/** Where Debian's supervisor reads program confs and keeps logs; tests point these elsewhere. */
-export const supervisorPaths = {
-  confDir: '/etc/supervisor/conf.d',
-  logDir: '/var/log/supervisor',
-};
-
-/** How often the state is polled while a program starts, and how long past `startsecs` it may take. */
-export const supervisorTiming = { pollMs: 250, graceMs: 3000, socketWaitMs: 10_000 };
-
-const HEADER = '; managed by brine';
-const LOG_LINES = 15;
-const LOG_BYTES = 2000;
+import { stateFunction, type ArgProblem, type Change, type StateModule } from './types.js';
 
 const OneLine = (options: object = {}) => Type.String({ pattern: '^[^\\r\\n]*$', ...options });
 const AbsPath = OneLine({ pattern: '^/[^\\r\\n]*$', description: 'an absolute path' });
@@ -68,171 +52,6 @@ const ProgramArgs = Type.Object(
   },
   { additionalProperties: false },
 );
-
-type Args = Static<typeof ProgramArgs>;
-
-// ---------------------------------------------------------------------------------------------
-// The conf
-
-/** Single-quotes a word for sh (and for supervisor's shlex, which splits the command the same way). */
-function shellWord(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-/** supervisor expands %(name)s in its values: a literal % is written %%. */
-function literal(text: string): string {
-  return text.replace(/%/g, '%%');
-}
-
-/** The command line written after `command=`. */
-export function commandLine(args: Pick<Args, 'command' | 'env_file'>): string {
-  const command = typeof args.command === 'string' ? args.command : literal(args.command.map(shellWord).join(' '));
-  if (args.env_file === undefined) return command;
-  const script = `set -a; . ${literal(shellWord(args.env_file))}; set +a; exec ${command}`;
-  return `/bin/sh -c ${shellWord(script)}`;
-}
-
-/**
- * supervisor reads `environment` as KEY="value",… split by a non-POSIX shlex: quotes are taken
- * off but nothing inside them is escaped, so a value is quoted with whichever quote it lacks.
- */
-function environmentValue(value: string): string {
-  return value.includes('"') ? `'${literal(value)}'` : `"${literal(value)}"`;
-}
-
-export function programConf(args: Args): string {
-  const lines = [HEADER, `[program:${args.name}]`, `command=${commandLine(args)}`];
-  const add = (key: string, value: string | number | boolean | undefined) => {
-    if (value !== undefined) lines.push(`${key}=${value}`);
-  };
-  if (args.numprocs !== undefined && args.numprocs > 1) add('process_name', '%(program_name)s_%(process_num)02d');
-  add('numprocs', args.numprocs);
-  add('directory', args.directory);
-  add('user', args.user);
-  if (args.environment && Object.keys(args.environment).length > 0)
-    add('environment', Object.entries(args.environment).map(([k, v]) => `${k}=${environmentValue(v)}`).join(','));
-  add('autostart', args.autostart);
-  add('autorestart', args.autorestart);
-  add('startsecs', args.startsecs);
-  add('stopsignal', args.stopsignal);
-  add('stopwaitsecs', args.stopwaitsecs);
-  add('priority', args.priority);
-  add('stdout_logfile', args.stdout_logfile ?? join(supervisorPaths.logDir, `${args.name}.log`));
-  add('redirect_stderr', args.redirect_stderr);
-  return `${lines.join('\n')}\n`;
-}
-
-function confPath(name: string): string {
-  return join(supervisorPaths.confDir, `${name}.conf`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// supervisord's view
-
-const STATES = ['STOPPED', 'STARTING', 'RUNNING', 'BACKOFF', 'STOPPING', 'EXITED', 'FATAL', 'UNKNOWN'];
-
-export interface ProcessStatus {
-  /** `app` or `app:app_00` — what supervisorctl names it. */
-  name: string;
-  state: string;
-  /** `pid 123, uptime 0:01:02`, `Exited too quickly (process log may have details)`… */
-  description: string;
-}
-
-export interface ProgramStatus {
-  /** Whether supervisord has the program (added by `update`). */
-  loaded: boolean;
-  processes: ProcessStatus[];
-  /** Why supervisord could not be asked (not installed, not running). */
-  problem?: string;
-}
-
-/** Parses `supervisorctl status NAME:*`. */
-export function parseStatus(output: string): ProgramStatus {
-  const processes: ProcessStatus[] = [];
-  for (const line of output.split('\n')) {
-    const m = /^(\S+)\s+(\S+)\s*(.*)$/.exec(line.trim());
-    if (m && STATES.includes(m[2]!)) processes.push({ name: m[1]!, state: m[2]!, description: m[3]!.trim() });
-  }
-  if (processes.length > 0) return { loaded: true, processes };
-  if (/ERROR \(no such (group|process)\)/.test(output)) return { loaded: false, processes };
-  return { loaded: false, processes, problem: `supervisord did not answer: ${output.trim() || 'no output'}` };
-}
-
-async function readStatus(name: string, ctx: Context): Promise<ProgramStatus> {
-  try {
-    const result = await ctx.runner.run(['supervisorctl', 'status', `${name}:*`], { allowFailure: true, timeoutMs: 60_000 });
-    return parseStatus(`${result.stdout}\n${result.stderr}`);
-  } catch (err) {
-    // Not installed yet (a pkg state before this one, in --test): say so in the plan.
-    if (err instanceof CommandError && err.code === undefined) return { loaded: false, processes: [], problem: err.message };
-    throw err;
-  }
-}
-
-function summary(status: ProgramStatus): string {
-  // Without a reachable supervisord (not installed yet, in --test) the program is not loaded
-  // either: saying the same as apply will lets --test predict the change exactly.
-  if (status.problem || !status.loaded) return 'not loaded';
-  const states = [...new Set(status.processes.map((p) => p.state))];
-  return states.join(', ');
-}
-
-const allRunning = (status: ProgramStatus) => status.loaded && status.processes.every((p) => p.state === 'RUNNING');
-
-/** `supervisorctl CMD …`; a reply that says ERROR fails, with supervisorctl's own words. */
-async function supervisorctl(argv: string[], ctx: Context): Promise<string> {
-  const result = await ctx.runner.run(['supervisorctl', ...argv], { allowFailure: true, timeoutMs: 300_000 });
-  const output = `${result.stdout}\n${result.stderr}`.trim();
-  if (result.code !== 0 || /\bERROR\b/.test(output))
-    throw new Error(ctx.masker.mask(`\`${displayCommand(['supervisorctl', ...argv])}\` failed${output ? `:\n${output}` : ` (exit ${result.code})`}`));
-  return output;
-}
-
-/** The end of a process's log (and of its stderr log, when it has one). */
-async function logTail(group: string, proc: ProcessStatus, args: Args, ctx: Context): Promise<string> {
-  // supervisorctl shows `app` for the one process of group `app`; tail wants `group:process`.
-  const full = proc.name.includes(':') ? proc.name : `${group}:${proc.name}`;
-  const streams = args.redirect_stderr ? ['stdout'] : ['stdout', 'stderr'];
-  const parts: string[] = [];
-  for (const stream of streams) {
-    const result = await ctx.runner
-      .run(['supervisorctl', 'tail', `-${LOG_BYTES}`, full, stream], { allowFailure: true, timeoutMs: 60_000 })
-      .catch(() => ({ code: 1, stdout: '' }));
-    if (result.code !== 0) continue;
-    let lines = result.stdout.split('\n');
-    // A tail of the last N bytes may begin mid-line.
-    if (result.stdout.length >= LOG_BYTES) lines = lines.slice(1);
-    const text = lines.filter((l) => l.trim() !== '').slice(-LOG_LINES).join('\n');
-    if (text) parts.push(text);
-  }
-  return parts.join('\n');
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/**
- * Waits until every process is RUNNING (supervisord says so once it stayed up startsecs). FATAL
- * or EXITED fail at once; anything else that is not RUNNING by the deadline fails too.
- */
-async function waitRunning(args: Args, ctx: Context): Promise<void> {
-  const deadline = Date.now() + args.startsecs * 1000 + supervisorTiming.graceMs;
-  for (;;) {
-    const status = await readStatus(args.name, ctx);
-    if (status.problem) throw new Error(status.problem);
-    if (allRunning(status)) return;
-    const failed = status.processes.find((p) => p.state === 'FATAL' || p.state === 'EXITED');
-    if (failed || Date.now() >= deadline || !status.loaded) {
-      const proc = failed ?? status.processes.find((p) => p.state !== 'RUNNING');
-      if (!proc) throw new Error(`program ${args.name} is not loaded by supervisord`);
-      const log = await logTail(args.name, proc, args, ctx);
-      const what = `${proc.state}${proc.description ? ` (${proc.description})` : ''}`;
-      const waited = failed ? '' : ` after ${args.startsecs + supervisorTiming.graceMs / 1000} s`;
-      throw new Error(ctx.masker.mask(`program ${proc.name} is ${what}${waited}${log ? `; the end of its log:\n${log}` : '; its log is empty'}`));
-    }
-    await sleep(supervisorTiming.pollMs);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // supervisor.program
@@ -289,17 +108,7 @@ const program = stateFunction(ProgramArgs, {
   async apply(args, plan, current, ctx) {
     const path = confPath(args.name);
     if (current.kind === 'other') throw new Error(`${path} is not a file; remove it first`);
-    if (current.status.problem) {
-      // supervisord started a moment ago (service.running supervisor, just before) may not have
-      // made its socket yet: give it a few seconds before calling it not running.
-      let status = current.status;
-      for (let waited = 0; status.problem && waited < supervisorTiming.socketWaitMs; waited += supervisorTiming.pollMs || 1) {
-        await new Promise((r) => setTimeout(r, supervisorTiming.pollMs));
-        status = await readStatus(args.name, ctx);
-      }
-      if (status.problem) throw new Error(`${status.problem} (is supervisor installed and running? require service: supervisor)`);
-      current = { ...current, status };
-    }
+    if (current.status.problem) current = { ...current, status: await waitForSupervisord(args.name, ctx, current.status) };
     const confChanged = plan.changes.some((c) => c.what === 'conf') || current.interrupted;
     // Until supervisord has taken the new conf, a marker says so, for the next run if this one
     // is killed in between.

@@ -7,7 +7,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { accountFiles } from '../../../agent/accounts.js';
 import type { Runner } from '../../../agent/exec.js';
 import { Facts } from '../../../agent/facts.js';
-import { explain, gitModule, gitPaths, gitSshCommand, knownHostsName, knownHostsPath, sshHost } from '../../../agent/modules/git.js';
+import { explain } from '../../../agent/git/run.js';
+import { gitPaths, gitSshCommand, knownHostsName, knownHostsPath, sshHost } from '../../../agent/git/ssh.js';
+import { gitModule } from '../../../agent/modules/git.js';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
 import { Masker } from '../../../agent/secret.js';
 
