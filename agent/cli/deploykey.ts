@@ -13,12 +13,12 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Document, Scalar, isMap, isScalar, parseDocument } from 'yaml';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../atomic.js';
 import type { Io } from './cli.js';
-import { ExitCode } from './errors.js';
-import { createRunner } from './exec.js';
-import { environments } from './pillar.js';
-import { Masker } from './secret.js';
+import { ExitCode } from '../errors.js';
+import { createRunner } from '../exec.js';
+import { environments } from '../pillar.js';
+import { Masker } from '../secret.js';
 
 const KEY = 'deploy_key';
 const USAGE = 'usage: agent deploy-key ENV [--root REPO] [--force]';

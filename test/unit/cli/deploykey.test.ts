@@ -4,10 +4,10 @@ import { readFileSync, statSync, writeFileSync, chmodSync, mkdtempSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import type { Io } from '../../agent/cli.js';
-import { deployKey } from '../../agent/deploykey.js';
-import { loadPillar } from '../../agent/pillar.js';
-import { isSecret } from '../../agent/secret.js';
+import type { Io } from '../../../agent/cli/cli.js';
+import { deployKey } from '../../../agent/cli/deploykey.js';
+import { loadPillar } from '../../../agent/pillar.js';
+import { isSecret } from '../../../agent/secret.js';
 
 function io() {
   const out = { stdout: '', stderr: '' };
@@ -121,7 +121,7 @@ t.test('usage and unknown environments', async (t) => {
 });
 
 t.test("the example's stand-in deploy_key (copied with secrets.example.yaml) is replaced without --force", async (t) => {
-  const example = readFileSync(new URL('../../pillar/staging/secrets.example.yaml', import.meta.url), 'utf8');
+  const example = readFileSync(new URL('../../../pillar/staging/secrets.example.yaml', import.meta.url), 'utf8');
   const root = t.testdir({ pillar: { staging: { 'secrets.yaml': example } } });
   const { io: fake, out } = io();
   t.equal(await deployKey(['staging'], root, fake), 0, out.stderr);

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { VERSION, main, type Io } from '../../agent/cli.js';
-import { Lock } from '../../agent/lock.js';
-import { MASK } from '../../agent/secret.js';
+import { VERSION, main, type Io } from '../../../agent/cli/cli.js';
+import { Lock } from '../../../agent/lock.js';
+import { MASK } from '../../../agent/secret.js';
 
 const SECRET = 'tok-Secret-5521';
 
