@@ -155,9 +155,11 @@ export class Runner {
       if (fn.applyBatch) await this.#applyBatch(state, current, plan, started);
       else {
         const outcome = await fn.apply(state.args, plan, current, this.#ctx);
+        const restarted = outcome === 'restarted' || (typeof outcome === 'object' && outcome.restarted === true);
+        if (typeof outcome === 'object' && outcome.changes) plan = { ...plan, changes: outcome.changes };
         // A watched state changed too: the watcher's own change (enabling it, say) did not load
         // the new configuration, unless its apply (re)started it.
-        if (watched.length > 0 && fn.refresh && outcome !== 'restarted') {
+        if (watched.length > 0 && fn.refresh && !restarted) {
           const did = await fn.refresh(state.args, this.#ctx);
           plan = { ...plan, changes: [...plan.changes, { what: did, old: null, new: `watch: ${watched.map((d) => label(d.state)).join(', ')} changed` }] };
         }

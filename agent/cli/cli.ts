@@ -4,14 +4,11 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { createRunner } from '../exec.js';
 import { ExitCode, InputError, UsageError, errorMessage } from '../errors.js';
-import { Facts } from '../facts.js';
-import { load, resolveEnv, type Loaded } from '../load.js';
+import type { Loaded } from '../load.js';
 import { Lock, LockBusyError } from '../lock.js';
 import { suggest } from '../compile.js';
 import type { CompiledState } from '../compile.js';
-import type { Context } from '../modules/types.js';
 import { ConsoleReporter } from '../report/console.js';
 import { JsonReporter } from '../report/json.js';
 import type { Reporter, RunSummary, StateResult } from '../report/events.js';
@@ -21,12 +18,13 @@ import { Runner } from '../runner.js';
 import { deployKey } from './deploykey.js';
 import { postgresChild } from '../postgres/child.js';
 import { Masker } from '../secret.js';
+import { DEFAULT_LOCK, DEFAULT_ROOT, loadFor, withRunContext, type Io, type Parsed } from './context.js';
+export { DEFAULT_LOCK, DEFAULT_ROOT, type Io } from './context.js';
+import { releaseCommand, releasesCommand, rollbackCommand } from './releases.js';
 
 declare const BRINE_VERSION: string | undefined;
 export const VERSION = typeof BRINE_VERSION === 'string' ? BRINE_VERSION : 'dev';
 
-export const DEFAULT_ROOT = '/srv/brine';
-export const DEFAULT_LOCK = '/run/brine/agent.lock';
 
 const USAGE = `usage: agent COMMAND [options]
 
@@ -37,6 +35,9 @@ commands:
   history [--last N] [--json]                      past runs, from the systemd journal
   deploy-key ENV [--root REPO]                     (on your machine) make the app's deploy key for ENV
   status [--json]                                  the last run, and whether the server is converged now
+  releases [--json] [--app APP]                    the app's releases: status, age, build and switch times, which is live
+  rollback [RELEASE] [--force] [--app APP]         back to the last good release before the live one (or RELEASE), no rebuild
+  release [--retry] [--app APP]                    converge the release now; --retry deploys a held-back commit again
   version
 
 options:
@@ -49,13 +50,6 @@ options:
 exit codes: 0 converged · 1 usage error · 2 a state failed (status: not converged) · 3 invalid input, nothing applied
             4 another run holds the lock`;
 
-export interface Io {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  isTTY: boolean;
-  env: NodeJS.ProcessEnv;
-}
-
 const processIo: Io = {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
@@ -64,24 +58,7 @@ const processIo: Io = {
 };
 
 /** Commands that take positional arguments of their own. */
-const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres', '__swap-tree'];
-
-interface Parsed {
-  command: string;
-  /** Positional arguments after the command (for commands that take them). */
-  args: string[];
-  root: string;
-  env?: string;
-  test: boolean;
-  json: boolean;
-  cron: boolean;
-  verbose: boolean;
-  only: string[];
-  waitMs: number;
-  splayMs: number;
-  last: number;
-  startedBy: RunSummary['startedBy'];
-}
+const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres', '__swap-tree', 'rollback'];
 
 function parse(argv: string[], io: Io): Parsed {
   let parsed;
@@ -101,6 +78,8 @@ function parse(argv: string[], io: Io): Parsed {
         splay: { type: 'string' },
         last: { type: 'string', short: 'n' },
         force: { type: 'boolean', default: false },
+        app: { type: 'string' },
+        retry: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
       },
@@ -127,7 +106,7 @@ function parse(argv: string[], io: Io): Parsed {
   return {
     command,
     // deploy-key parses its own options; --force is one of them.
-    args: COMMANDS_WITH_ARGUMENTS.includes(command) ? [...rest, ...(values.force ? ['--force'] : [])] : [],
+    args: COMMANDS_WITH_ARGUMENTS.includes(command) ? [...rest, ...(values.force && command === 'deploy-key' ? ['--force'] : [])] : [],
     root: values.root ?? io.env.BRINE_ROOT ?? DEFAULT_ROOT,
     env: values.env,
     test: values.test ?? false,
@@ -140,13 +119,10 @@ function parse(argv: string[], io: Io): Parsed {
     last,
     // bootstrap.sh says who started the run; cron runs say so with --cron.
     startedBy: cron ? 'cron' : io.env.BRINE_STARTED_BY === 'bootstrap' ? 'bootstrap' : 'hand',
+    app: values.app,
+    retry: values.retry ?? false,
+    force: values.force ?? false,
   };
-}
-
-function loadFor(p: Parsed): Loaded {
-  const env = resolveEnv(p.root, p.env);
-  if (!env) throw new UsageError(`no environment: pass --env ENV, or bootstrap this server (${p.root}/environment is missing)`);
-  return load(p.root, env);
 }
 
 /** The states `--only` names (by ID or name), with everything they depend on. */
@@ -170,32 +146,14 @@ function selectOnly(states: CompiledState[], only: string[]): CompiledState[] {
 
 /** Runs states under the run lock: the one way apply, --test and status converge or look. */
 async function converge(p: Parsed, io: Io, loaded: Loaded, states: CompiledState[], test: boolean, reporters: Reporter[]): Promise<RunSummary> {
-  const masker = loaded.pillar.masker;
-  const lock = new Lock(io.env.BRINE_LOCK ?? DEFAULT_LOCK);
-  await lock.acquire(`agent apply${test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, p.waitMs);
-  try {
-    const ctx: Context = {
-      runner: createRunner(masker),
-      facts: new Facts(),
-      masker,
-      statesDir: loaded.statesDir,
-      renderTemplate: (path, extra) => loaded.renderer.renderFile(path, extra),
-      pillar: loaded.pillar.data,
-      env: loaded.env,
-    };
-    try {
-      const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
-      for (const r of reporters) await r.close?.();
-      return summary;
-    } finally {
-      await ctx.facts.dispose();
-    }
-  } finally {
-    await lock.release();
-  }
+  return withRunContext(p, io, loaded, `agent apply${test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, async (ctx) => {
+    const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
+    for (const r of reporters) await r.close?.();
+    return summary;
+  });
 }
 
-async function apply(p: Parsed, io: Io): Promise<number> {
+export async function apply(p: Parsed, io: Io): Promise<number> {
   const loaded = loadFor(p);
   const masker: Masker = loaded.pillar.masker;
   const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
@@ -372,6 +330,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await postgresChild();
       case 'status':
         return await status(p, io);
+      case 'releases':
+        return await releasesCommand(p, io);
+      case 'rollback':
+        return await rollbackCommand(p, io);
+      case 'release':
+        return await releaseCommand(p, io, apply);
       case 'version':
         io.stdout(`brine ${VERSION} (node ${process.version})\n`);
         return ExitCode.ok;
@@ -379,7 +343,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.stdout(`${USAGE}\n`);
         return ExitCode.ok;
       default: {
-        const hint = suggest(p.command, ['apply', 'validate', 'show', 'history', 'status', 'version', 'help']);
+        const hint = suggest(p.command, ['apply', 'validate', 'show', 'history', 'status', 'releases', 'rollback', 'release', 'version', 'help']);
         throw new UsageError(`unknown command "${p.command}"${hint ? ` (did you mean ${hint}?)` : ''}`);
       }
     }

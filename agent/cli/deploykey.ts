@@ -14,7 +14,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Document, Scalar, isMap, isScalar, parseDocument } from 'yaml';
 import { writeFileAtomic } from '../atomic.js';
-import type { Io } from './cli.js';
+import type { Io } from './context.js';
 import { ExitCode } from '../errors.js';
 import { createRunner } from '../exec.js';
 import { environments } from '../pillar.js';

@@ -10,12 +10,13 @@ import { nginxModule } from './nginx.js';
 import { pkgModule } from './pkg.js';
 import { postgresDatabaseModule } from './postgres_database.js';
 import { postgresUserModule } from './postgres_user.js';
+import { releaseModule } from './release.js';
 import { serviceModule } from './service.js';
 import { sshAuthModule } from './ssh_auth.js';
 import { supervisorModule } from './supervisor.js';
 import { userModule } from './user.js';
 import type { StateModule } from './types.js';
 
-export const modules: StateModule[] = [fileModule, userModule, groupModule, sshAuthModule, pkgModule, serviceModule, cmdModule, cronModule, postgresUserModule, postgresDatabaseModule, nginxModule, supervisorModule, envModule, gitModule];
+export const modules: StateModule[] = [fileModule, userModule, groupModule, sshAuthModule, pkgModule, serviceModule, cmdModule, cronModule, postgresUserModule, postgresDatabaseModule, nginxModule, supervisorModule, envModule, gitModule, releaseModule];
 
 export const registry: Registry = Object.fromEntries(modules.map((m) => [m.name, m.functions]));

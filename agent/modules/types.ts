@@ -22,6 +22,13 @@ export interface Plan {
   reason?: string;
 }
 
+/** What an apply did, when it says more than its plan did. */
+export interface ApplyOutcome {
+  restarted?: boolean;
+  /** Reported instead of the plan's changes. */
+  changes?: Change[];
+}
+
 export interface Context {
   runner: Runner;
   facts: Facts;
@@ -37,6 +44,8 @@ export interface Context {
   pillar: PillarTree;
   /** The environment this run converges (staging, production…). */
   env: string;
+  /** Who started the run (the release log records it); 'hand' when not said. */
+  startedBy?: 'hand' | 'cron' | 'bootstrap';
 }
 
 /** What `prepare` may use: the run's data, nothing that touches the system. */
@@ -69,9 +78,11 @@ export interface StateFunction<A = any, C = any> {
   plan(current: C, args: A, ctx: Context): Plan;
   /**
    * Makes the change. Returns 'restarted' when the change (re)started or reloaded what `refresh`
-   * would (a service started, a program updated), so a `watch` needs no refresh on top.
+   * would (a service started, a program updated), so a `watch` needs no refresh on top; or an
+   * ApplyOutcome when what was done is worth more than the plan (a release: which phases ran,
+   * how long each took).
    */
-  apply(args: A, plan: Plan, current: C, ctx: Context): Promise<void | 'restarted'>;
+  apply(args: A, plan: Plan, current: C, ctx: Context): Promise<void | 'restarted' | ApplyOutcome>;
   /**
    * Applies several states of this function with one action (one `apt-get install` per run).
    * The runner calls it instead of `apply` for states that are ready at the same time.

@@ -1,0 +1,85 @@
+// ROOT/repo: a bare mirror of the app's repository, owned by the app user and fetched as that user
+// with the deploy key and the pinned host key (agent/git/). Releases are exported from it with
+// `git archive` (never a working clone: no .git in a release, .gitattributes' export-ignore
+// honoured), and what a release needs to know before it is exported — its lock files, the
+// checksum of its migrations — is read from it by sha.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Account, GitRunner } from '../git/run.js';
+import { FULL_SHA, describeWanted, type Wanted } from '../git/revs.js';
+
+export class Mirror {
+  readonly dir: string;
+  readonly #git: GitRunner;
+
+  constructor(dir: string, git: GitRunner) {
+    this.dir = dir;
+    this.#git = git;
+  }
+
+  get exists(): boolean {
+    return existsSync(join(this.dir, 'HEAD'));
+  }
+
+  /** Makes the bare repository (owned by `as`) if there is none, pointing origin at `url`. */
+  async ensure(url: string, as: Account): Promise<void> {
+    if (!this.exists) {
+      await fs.rm(this.dir, { recursive: true, force: true }); // a directory a killed init left
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o750 });
+      await fs.chown(this.dir, as.uid, as.gid);
+      await this.#git.run(['init', '--quiet', '--bare', '.'], this.dir);
+    }
+    const now = await this.#git.tryRun(['config', '--get', 'remote.origin.url'], this.dir);
+    if (now?.trim() !== url) await this.#git.run(['config', 'remote.origin.url', url], this.dir);
+  }
+
+  /** Every branch and tag of origin, as they are there now (deleted ones pruned). */
+  async fetch(): Promise<void> {
+    await this.#git.run(['fetch', '--quiet', '--prune', '--no-tags', 'origin', '+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*'], this.dir);
+  }
+
+  /** The commit `rev` names in the mirror, or null. */
+  async commit(rev: string): Promise<string | null> {
+    const out = await this.#git.tryRun(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], this.dir);
+    return out?.trim() || null;
+  }
+
+  /** The commit the wanted revision is, in the mirror as fetched. */
+  async resolve(wanted: Wanted): Promise<string> {
+    const rev =
+      wanted.kind === 'branch' ? `refs/heads/${wanted.name}` : wanted.kind === 'tag' ? `refs/tags/${wanted.name}` : wanted.kind === 'commit' ? (wanted.sha ?? wanted.rev) : wanted.rev;
+    const sha = await this.commit(rev);
+    if (!sha || !FULL_SHA.test(sha)) throw new Error(`${describeWanted(wanted)} is not in the repository`);
+    return sha;
+  }
+
+  async subject(sha: string): Promise<string> {
+    return (await this.#git.run(['log', '-1', '--format=%s', sha], this.dir)).trim();
+  }
+
+  /** A file's content at `sha`, or null when it has none. */
+  async file(sha: string, path: string): Promise<string | null> {
+    const exists = await this.#git.tryRun(['rev-parse', '--verify', '--quiet', `${sha}:${path}`], this.dir);
+    if (!exists) return null;
+    return this.#git.run(['cat-file', 'blob', `${sha}:${path}`], this.dir);
+  }
+
+  /** A checksum of the files matching the globs at `sha` (their paths and blob ids). */
+  async checksum(sha: string, globs: string[]): Promise<string> {
+    const listing = await this.#git.run(['ls-tree', '-r', '--full-tree', sha, '--', ...globs.map((g) => `:(glob)${g}`)], this.dir);
+    return createHash('sha256').update(listing).digest('hex');
+  }
+
+  /** Writes the tree of `sha` into `dir` (which must exist, owned by the user git runs as). */
+  async export(sha: string, dir: string, untar: (tarball: string, dir: string) => Promise<void>): Promise<void> {
+    const tarball = join(this.dir, `export-${sha.slice(0, 12)}-${process.pid}.tar`);
+    try {
+      await this.#git.run(['archive', '--format=tar', '-o', tarball, sha], this.dir);
+      await untar(tarball, dir);
+    } finally {
+      await fs.rm(tarball, { force: true });
+    }
+  }
+}
