@@ -312,7 +312,7 @@ async function build(run: Run, sha: string, subject: string, fetchMs: number, ac
   } catch (err) {
     const message = ctx.masker.mask(errorMessage(err));
     await log.put({ ...rec, status: 'failed', failure: { phase, message, at: new Date().toISOString() } });
-    throw new Error(`release ${id} (${short(sha)}) failed at ${phase}; ${activeRecord?.id ?? 'nothing'} stays live:\n${message}\n(everything it printed: ${sc.logFile})`);
+    throw new Error(`release ${id} (${short(sha)}) failed at ${phase}; ${activeRecord ? `${activeRecord.id} stays live` : 'no release is live yet'}:\n${message}\n(everything it printed: ${sc.logFile})`);
   }
 }
 
@@ -403,8 +403,10 @@ export async function applyRelease(args: ReleaseArgs, plan: Plan, current: Relea
       const records = await run.log.read();
       const active = byId(records, current.currentId);
       if (sha !== current.currentSha && !holdOn(records, sha)) {
-        // Built before and still there (a run killed before its switch, a revert to a kept commit): no rebuild.
-        const kept = records.filter((r) => r.sha === sha && r.status === 'ready' && !r.removed && existsSync(releaseDir(run.l, r.id))).at(-1);
+        // Built before and still there (a run killed before its switch, a revert to a kept commit,
+        // a held-back one retried): switched to again, not rebuilt.
+        const built = (r: ReleaseRecord) => r.status === 'ready' || r.status === 'rolled-back' || (r.status === 'failed' && r.failure?.phase === 'health');
+        const kept = records.filter((r) => r.sha === sha && built(r) && !r.removed && existsSync(releaseDir(run.l, r.id))).at(-1);
         const rec = kept ?? (await build(run, sha, await run.mirror.subject(sha), fetchMs, active));
         run.done.unshift(`fetch: ${short(sha)} in ${seconds(fetchMs)}`, ...(kept ? [`reused ${kept.id}, built before`] : []));
         const report = await activate(run, rec);

@@ -39,8 +39,9 @@ export interface DependencyEntry {
 
 export const COMPLETE_MARKER = '.brine-complete';
 
+/** `.venv` → `venv`: entries are not hidden files, and never a `.trash-` name. */
 function slug(path: string): string {
-  return path.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'deps';
+  return path.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|-+$/g, '') || 'deps';
 }
 
 /** The entry a release of `sha` would use: named by what goes into its build. */

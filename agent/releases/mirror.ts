@@ -68,8 +68,14 @@ export class Mirror {
 
   /** A checksum of the files matching the globs at `sha` (their paths and blob ids). */
   async checksum(sha: string, globs: string[]): Promise<string> {
-    const listing = await this.#git.run(['ls-tree', '-r', '--full-tree', sha, '--', ...globs.map((g) => `:(glob)${g}`)], this.dir);
-    return createHash('sha256').update(listing).digest('hex');
+    const matchers = globs.map(globMatcher);
+    const listing = (await this.#git.run(['ls-tree', '-r', '--full-tree', sha], this.dir))
+      .split('\n')
+      .filter((line) => {
+        const path = line.slice(line.indexOf('\t') + 1);
+        return line.includes('\t') && matchers.some((m) => m(path));
+      });
+    return createHash('sha256').update(listing.join('\n')).digest('hex');
   }
 
   /** Writes the tree of `sha` into `dir` (which must exist, owned by the user git runs as). */
@@ -82,4 +88,26 @@ export class Mirror {
       await fs.rm(tarball, { force: true });
     }
   }
+}
+
+/**
+ * A path glob as git's `:(glob)` reads one: `*` and `?` within a path part, `**` across parts;
+ * a pattern with no wildcard also matches everything under it (a directory).
+ */
+export function globMatcher(glob: string): (path: string) => boolean {
+  const pattern = glob.replace(/^\/+|\/+$/g, '');
+  if (!/[*?[]/.test(pattern)) return (path) => path === pattern || path.startsWith(`${pattern}/`);
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '*' && pattern[i + 1] === '*') {
+      const slash = pattern[i + 2] === '/';
+      re += slash ? '(?:.*/)?' : '.*';
+      i += slash ? 2 : 1;
+    } else if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  const compiled = new RegExp(`^${re}$`);
+  return (path) => compiled.test(path);
 }

@@ -32,7 +32,7 @@ t.test('the key: the lock files, the interpreter version and the build commands,
   const l = layout(t.testdir({ deps: {} }));
   const m = mirror({ a: { 'requirements.txt': 'flask==3\n' }, b: { 'requirements.txt': 'flask==3\n' }, c: { 'requirements.txt': 'flask==3.1\n' } });
   const a = await dependencyEntry(spec, l, m, 'a', 'Python 3.11.2');
-  t.match(a.name, /^\.venv-[0-9a-f]{16}$/);
+  t.match(a.name, /^venv-[0-9a-f]{16}$/);
   t.equal((await dependencyEntry(spec, l, m, 'b', 'Python 3.11.2')).name, a.name, 'another commit with the same requirements.txt: the same entry');
   t.not((await dependencyEntry(spec, l, m, 'c', 'Python 3.11.2')).name, a.name, 'changed requirements');
   t.not((await dependencyEntry(spec, l, m, 'a', 'Python 3.12.1')).name, a.name, 'another interpreter');

@@ -52,13 +52,13 @@ t.test('nothing to do: the branch is at the live release and it is served right'
 });
 
 t.test('a new commit on the branch: the release and the phases it would run', async (t) => {
-  const plan = planRelease(current({ wanted: { kind: 'branch', name: 'main', sha: NEW }, preview: { deps: [{ spec: args.dependencies[0] as never, name: '.venv-0123456789abcdef', dir: '', complete: true }], migrate: 'skip' } }), args);
+  const plan = planRelease(current({ wanted: { kind: 'branch', name: 'main', sha: NEW }, preview: { deps: [{ spec: args.dependencies[0] as never, name: 'venv-0123456789abcdef', dir: '', complete: true }], migrate: 'skip' } }), args);
   t.same(plan.changes.map((c) => c.what), ['release', 'phases']);
   t.same(plan.changes[0], { what: 'release', old: `${LIVE} (90d85a5)`, new: '2d3ccd3 (branch main)' });
   t.same(plan.changes[1]!.new, [
     'fetch ssh://git@git.example.com/app.git',
     'export',
-    'dependencies .venv: reuse deps/.venv-0123456789abcdef',
+    'dependencies .venv: reuse deps/venv-0123456789abcdef',
     'migrate: skip (migrations/*.sql unchanged)',
     'switch: start green, check GET /health, then nginx → it, stop blue',
   ]);

@@ -1,0 +1,20 @@
+import t from 'tap';
+import { globMatcher } from '../../../agent/releases/mirror.js';
+
+t.test("migration globs read as git's :(glob) does", async (t) => {
+  const cases: [string, string, boolean][] = [
+    ['migrations/*', 'migrations/001.sql', true],
+    ['migrations/*', 'migrations/sub/001.sql', false],
+    ['migrations', 'migrations/sub/x.sql', true],
+    ['migrations/', 'migrations/001.sql', true],
+    ['migrations', 'migrations.py', false],
+    ['*/migrations/*.py', 'blog/migrations/0001_initial.py', true],
+    ['*/migrations/*.py', 'a/b/migrations/x.py', false],
+    ['**/migrations/*.py', 'a/b/migrations/x.py', true],
+    ['**/migrations/*.py', 'migrations/x.py', true],
+    ['db/**', 'db/a/b.sql', true],
+    ['alembic/versions/?_*.py', 'alembic/versions/1_init.py', true],
+    ['a.b', 'axb', false],
+  ];
+  for (const [glob, path, want] of cases) t.equal(globMatcher(glob)(path), want, `${glob} ${want ? 'matches' : 'does not match'} ${path}`);
+});
