@@ -4,6 +4,8 @@
 //     env.file:
 //       - name: /srv/app/shared/.env
 //       - sources: [env, secrets]      # pillar keys, merged in order (later wins); the default
+//       - aliases:                     # the app's own names for pillar values (a secret stays one)
+//           LOCAL_PW: secrets.DB_PASSWORD
 //       - extra:                       # more variables, after the pillar ones (they win)
 //           BRINE_ENV: staging
 //       - group: app                   # who may read it: the app's group (required)
@@ -30,7 +32,7 @@ import { unifiedDiff, writeFileAtomic } from '../atomic.js';
 import { InputError } from '../errors.js';
 import { MASK, isSecret } from '../secret.js';
 import { Mode, formatMode, parseMode } from './common.js';
-import { stateFunction, type Change, type Context, type StateModule } from './types.js';
+import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DEFAULT_MODE = '0640';
@@ -40,6 +42,7 @@ const FileArgs = Type.Object(
   {
     name: Type.String({ pattern: '^/', description: 'an absolute path' }),
     sources: Type.Array(Type.String({ minLength: 1 }), { default: ['env', 'secrets'] }),
+    aliases: Type.Optional(Type.Record(Type.String(), Type.String({ minLength: 1, description: 'a pillar key (secrets.DB_PASSWORD)' }))),
     extra: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]))),
     user: Type.String({ minLength: 1, default: 'root' }),
     group: Type.String({ minLength: 1 }),
@@ -82,8 +85,8 @@ function secretTexts(tree: unknown, out: string[] = []): string[] {
   return out;
 }
 
-/** The variables, in order: each source's mapping merged over the previous, then `extra`. */
-export function collectVars(args: { sources: string[]; extra?: Record<string, unknown> }, ctx: Pick<Context, 'pillar' | 'masker'>): EnvVar[] {
+/** The variables, in order: each source's mapping merged over the previous, then `aliases`, then `extra`. */
+export function collectVars(args: { sources: string[]; aliases?: Record<string, string>; extra?: Record<string, unknown> }, ctx: Pick<Context, 'pillar' | 'masker'>): EnvVar[] {
   const merged = new Map<string, { value: unknown; origin: Origin }>();
   for (const source of args.sources) {
     const { found, value } = lookup(ctx.pillar, source);
@@ -91,6 +94,11 @@ export function collectVars(args: { sources: string[]; extra?: Record<string, un
     if (value === null || typeof value !== 'object' || Array.isArray(value) || isSecret(value))
       throw new InputError(`pillar "${source}" must be a mapping of NAME: value`, { key: 'sources' });
     for (const [name, v] of Object.entries(value)) merged.set(name, { value: v, origin: `${source}.${name}` });
+  }
+  for (const [name, path] of Object.entries(args.aliases ?? {})) {
+    const { found, value } = lookup(ctx.pillar, path);
+    if (!found) throw new InputError(`the pillar has no "${path}" (the alias ${name} takes its value)`, { key: `aliases.${name}` });
+    merged.set(name, { value, origin: `aliases.${name}` });
   }
   for (const [name, v] of Object.entries(args.extra ?? {})) merged.set(name, { value: v, origin: `extra.${name}` });
 
@@ -211,8 +219,12 @@ interface EnvCurrent {
 
 const file = stateFunction(FileArgs, {
   validate(args) {
-    const bad = Object.keys(args.extra ?? {}).find((k) => !NAME.test(k));
-    return bad === undefined ? [] : [{ key: 'extra', message: `"${bad}" is not a valid variable name (letters, digits and _, not starting with a digit)` }];
+    const problems: ArgProblem[] = [];
+    for (const key of ['aliases', 'extra'] as const) {
+      const bad = Object.keys(args[key] ?? {}).find((k) => !NAME.test(k));
+      if (bad !== undefined) problems.push({ key, message: `"${bad}" is not a valid variable name (letters, digits and _, not starting with a digit)` });
+    }
+    return problems;
   },
   prepare(args, ctx) {
     checkValues(collectVars(args, ctx));

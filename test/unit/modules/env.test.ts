@@ -226,3 +226,17 @@ t.test('a missing group is an error at apply, a change in the plan', async (t) =
   t.same(p.changes.find((c) => c.what === 'group'), { what: 'group', old: null, new: 'nosuch' });
   await t.rejects(file.apply(a, p, current, ctx), { message: 'group nosuch does not exist' });
 });
+
+t.test("aliases: the app's own name for a pillar value, a secret still a secret", async (t) => {
+  const path = `${dir}/shared/.env`;
+  const first = await converge(args({ name: path, group: 'app', aliases: { LOCAL_PW: 'secrets.DB_PASSWORD', NAME: 'env.APP_NAME' } }), context(pillar()));
+  const text = readFileSync(path, 'utf8');
+  t.match(text, `DB_PASSWORD='${DB_PASSWORD}'\nSECRET_KEY='${SECRET_KEY}'\nLOCAL_PW='${DB_PASSWORD}'\nNAME='hello'\n`);
+  t.match(first.changes[0]!.diff, `+LOCAL_PW='${MASK}'`);
+  t.notMatch(JSON.stringify(first), DB_PASSWORD);
+  t.equal(statSync(path).mode & 0o777, 0o640);
+  const err = await plan(args({ name: path, group: 'app', aliases: { LOCAL_PW: 'secrets.DB_PASWORD' } }), context(pillar())).catch((e) => e);
+  t.type(err, InputError);
+  t.equal(err.format(), 'aliases.LOCAL_PW: the pillar has no "secrets.DB_PASWORD" (the alias LOCAL_PW takes its value)');
+  t.same(file.validate!(args({ name: path, group: 'app', aliases: { 'bad name': 'env.APP_NAME' } })), [{ key: 'aliases', message: '"bad name" is not a valid variable name (letters, digits and _, not starting with a digit)' }]);
+});
