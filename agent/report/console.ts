@@ -47,6 +47,9 @@ function show(value: unknown): string {
 export function formatChange(c: Change): string[] {
   if (c.diff !== undefined) return [`${c.what}:`, ...c.diff.split('\n').map((l) => `  ${l}`)];
   if (c.old === undefined && c.new === undefined) return [c.what];
+  // A list of lines (what a release did, phase by phase): one a line, under the change's name.
+  const lines = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string');
+  if ((c.old === null || c.old === undefined) && lines(c.new)) return [`${c.what}:`, ...(c.new as string[]).map((l) => `  ${l}`)];
   return [`${c.what}: ${show(c.old)} → ${show(c.new)}`];
 }
 

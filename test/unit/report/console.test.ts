@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConsoleReporter } from '../../../agent/report/console.js';
+import { ConsoleReporter, formatChange } from '../../../agent/report/console.js';
 import type { StateResult } from '../../../agent/report/events.js';
 import { Masker, Secret } from '../../../agent/secret.js';
 
@@ -86,4 +86,9 @@ t.test('no progress line when not on a TTY', async (t) => {
   r.on({ kind: 'state-start', key: 'k', id: 'i', function: 'pkg.installed', name: 'nginx' });
   await new Promise((resolve) => setTimeout(resolve, 300));
   t.equal(out(), '');
+});
+
+t.test('a list of lines (what a release did) is shown one a line', async (t) => {
+  t.same(formatChange({ what: 'phases', old: null, new: ['fetch: abc1234 in 0.1 s', 'switch: blue → green in 0.7 s'] }), ['phases:', '  fetch: abc1234 in 0.1 s', '  switch: blue → green in 0.7 s']);
+  t.same(formatChange({ what: 'groups', old: [], new: ['admin'] }), ['groups: [] → ["admin"]'], 'a value that was something before keeps old → new');
 });
