@@ -42,7 +42,10 @@ export function nodeVersion() {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   ensureNpmDeps();
-  ensureSystemPackages();
-  ensureImage();
-  build();
+  // --npm: only what building the bundle needs (npm run deploy-key, on a laptop without root).
+  if (!process.argv.includes('--npm')) {
+    ensureSystemPackages();
+    ensureImage();
+    build();
+  }
 }

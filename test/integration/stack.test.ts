@@ -1,23 +1,15 @@
 // The web-app stack end to end, as a user runs it: bootstrap.sh over SSH converges a fresh Debian 12
-// server into PostgreSQL + the app (checked out with its deploy key, under supervisor) + nginx,
-// and the page answers by writing a row. Then: nothing to change; drift is repaired; a pushed
-// commit is deployed; a broken nginx template never reaches nginx; a removed developer loses
-// access; and no secret shows up anywhere, nor does production's reach a staging server.
+// server into PostgreSQL + the app (a release fetched with its deploy key, its venv, its migration,
+// gunicorn under supervisor) + nginx, and the page answers by writing a row. Then: nothing to
+// change; drift is repaired; a pushed commit is deployed; a broken nginx template never reaches
+// nginx; a removed developer loses access; and no secret shows up anywhere, nor does production's
+// reach a staging server.
 import t from 'tap';
 import { execa } from 'execa';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootServer } from '../server/server.js';
-import { authorize, bootstrap, serveTestApp, workspace } from './stack.js';
-
-async function page(url: string): Promise<{ status: number; body: string }> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    return { status: r.status, body: await r.text() };
-  } catch (err) {
-    return { status: 0, body: String(err) };
-  }
-}
+import { authorize, bootstrap, page, serveTestApp, workspace } from './stack.js';
 
 /** Polls until the page answers with a body matching `want` (a restarted app takes a moment). */
 async function pageMatching(url: string, want: RegExp, seconds = 30): Promise<{ status: number; body: string }> {
@@ -71,7 +63,10 @@ t.test('the reference web-app stack, end to end over SSH', async (t) => {
   await t.test('drift is repaired by the next run', async (t) => {
     await server.exec(['sh', '-c', 'echo "# edited by hand" >> /etc/nginx/sites-available/hello-brine']);
     await server.exec(['runuser', '-u', 'postgres', '--', 'psql', '-qc', "ALTER ROLE hello PASSWORD 'changed-by-hand'"]);
-    await server.exec(['supervisorctl', 'stop', 'hello-brine']);
+    // The live slot's program (hello-brine-blue or -green) stopped by hand.
+    const live = /^(hello-brine-(?:blue|green))\s+RUNNING/m.exec((await server.exec(['supervisorctl', 'status'], { allowFailure: true })).stdout)?.[1];
+    t.ok(live, 'one slot runs the app');
+    await server.exec(['supervisorctl', 'stop', live!]);
     await server.writeFile('/home/alice/.ssh/authorized_keys', '', 0o600);
     t.not((await page(site.url)).status, 200, 'the app is down');
     const repair = await server.exec(['agent', 'apply', '--json'], { allowFailure: true });
@@ -79,7 +74,7 @@ t.test('the reference web-app stack, end to end over SSH', async (t) => {
     t.equal(repair.code, 0, repair.stderr);
     const states = JSON.parse(repair.stdout).states as { id: string; status: string }[];
     const changed = states.filter((s) => s.status === 'changed').map((s) => s.id);
-    for (const id of ['app-site', 'app-db-role', 'app-program', 'keys-alice']) t.ok(changed.includes(id), `${id} was repaired`);
+    for (const id of ['app-site', 'app-db-role', 'app-release', 'keys-alice']) t.ok(changed.includes(id), `${id} was repaired`);
     t.match((await pageMatching(site.url, /visit/)).body, /visit \d+/, 'the app answers again, with the right DB password');
     t.equal(await sshAs('alice'), 0, "alice's key is back");
     const again = await server.exec(['agent', 'apply']);
@@ -91,9 +86,11 @@ t.test('the reference web-app stack, end to end over SSH', async (t) => {
     const run = await server.exec(['agent', 'apply'], { allowFailure: true });
     outputs.push(run.stdout + run.stderr);
     t.equal(run.code, 0, run.stdout);
-    t.match(run.stdout, /~ git\.latest/);
-    t.match(run.stdout, /~ supervisor\.program +hello-brine/, 'the app is restarted (watch)');
-    t.match((await pageMatching(site.url, /^bonjour from/)).body, /^bonjour from hello-brine/);
+    t.match(run.stdout, /~ release\.deployed +\/srv\/hello-brine/, 'a new release');
+    t.match(run.stdout, /dependencies \.venv: reused deps\/venv-/, 'requirements.txt did not change: the venv is reused');
+    t.match((await page(site.url)).body, /^bonjour from hello-brine/, 'the new code answers as soon as the run is over');
+    const releases = JSON.parse((await server.exec(['agent', 'releases', '--json'])).stdout)[0].releases as { status: string; live: boolean }[];
+    t.same(releases.map((r) => [r.status, r.live]), [['ready', false], ['active', true]], 'agent releases lists both, the new one live');
   });
 
   await t.test('a broken nginx template never reaches nginx', async (t) => {
@@ -132,7 +129,14 @@ t.test('the reference web-app stack, end to end over SSH', async (t) => {
     t.match(run.stdout, /~ env\.file +\/srv\/hello-brine\/shared\/\.env/, 'the env file changed');
     t.match(run.stdout, /SECRET_KEY='?\*{8}/, 'its diff is masked');
     const env = await server.readFile('/srv/hello-brine/shared/.env');
-    t.match(env, newSecret, 'the app gets the real value');
+    t.match(env, newSecret, 'the env file has the real value');
+    t.match(run.stdout, /~ release\.deployed +\/srv\/hello-brine.*\n\s+restarted \d{14}-[0-9a-f]{7} in (blue|green)/, 'the watch restarted the app, in the other slot');
+    // supervisord says RUNNING (with the pid) once the new slot stayed up its startsecs.
+    let live: RegExpExecArray | null = null;
+    for (let i = 0; i < 40 && !live; i++, await new Promise((r) => setTimeout(r, 250)))
+      live = /^(hello-brine-(?:blue|green))\s+RUNNING\s+pid (\d+)/m.exec((await server.exec(['supervisorctl', 'status'], { allowFailure: true })).stdout);
+    const environ = (await server.exec(['sh', '-c', `tr '\\0' '\\n' < /proc/${live?.[2]}/environ`])).stdout;
+    t.match(environ, `SECRET_KEY=${newSecret}`, 'and the running app has the new value');
     t.equal((await server.exec(['stat', '-c', '%a %U:%G', '/srv/hello-brine/shared/.env'])).stdout.trim(), '640 root:app');
     const journal = (await server.exec(['journalctl', '-t', 'agent', '-o', 'json', '--no-pager'])).stdout;
     const deployKey = readFileSync(secretsFile, 'utf8').match(/-----BEGIN OPENSSH PRIVATE KEY-----\n\s*(\S{40})/)?.[1] ?? 'no deploy key found';
