@@ -46,7 +46,8 @@ export async function reloadIfRunning(ctx: Context): Promise<boolean> {
 /**
  * Makes a change to the files nginx reads, then `nginx -t`: if the whole configuration does not
  * pass, every step is undone (last first) and the state fails with nginx's lines. A running nginx
- * is reloaded only after the test passed.
+ * is reloaded only after the test passed; if the reload fails, the steps are undone too. Returns
+ * whether nginx was reloaded (false: it does not run).
  */
 export async function changeLive(ctx: Context, steps: (() => Promise<() => Promise<void>>)[], refused: string): Promise<boolean> {
   const undo: (() => Promise<void>)[] = [];
@@ -63,7 +64,14 @@ export async function changeLive(ctx: Context, steps: (() => Promise<() => Promi
     const after = undoError ? `; putting the old files back failed too: ${undoError}` : `; ${refused}`;
     throw new Error(ctx.masker.mask(`nginx -t failed${after}:\n${problem}`));
   }
-  return reloadIfRunning(ctx);
+  try {
+    return await reloadIfRunning(ctx);
+  } catch (err) {
+    // nginx did not take the new files: what is on disk must stay what it runs.
+    const undoError = await runUndo(undo);
+    const after = undoError ? `; putting the old files back failed too: ${undoError}` : `; ${refused}`;
+    throw new Error(ctx.masker.mask(`reloading nginx failed${after}: ${(err as Error).message}`), { cause: err });
+  }
 }
 
 async function runUndo(undo: (() => Promise<void>)[]): Promise<string | undefined> {

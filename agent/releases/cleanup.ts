@@ -6,8 +6,9 @@
 // is a warning, never a failed run. Dependency entries no remaining release links to go with them.
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeUnusedEntries } from './deps.js';
-import type { Layout } from './layout.js';
+import { linkedEntries, removeUnusedEntries } from './deps.js';
+import { RELEASE_ID, type Layout } from './layout.js';
+import { removeTree } from './own.js';
 import { isGood, type ReleaseRecord } from './log.js';
 
 export interface Retention {
@@ -36,30 +37,48 @@ export interface CleanupReport {
   warnings: string[];
 }
 
-/** Removes the releases (and their log files), then the dependency entries nothing uses. */
-export async function removeReleases(l: Layout, ids: string[], records: ReleaseRecord[]): Promise<CleanupReport> {
+/**
+ * Removes the releases (and their log files), what earlier runs left half-removed, then the
+ * dependency entries no remaining release links to. `records` already say the releases are
+ * removed (the caller writes that first). Release trees are the app user's (`uid`): each is taken
+ * over by root before it is deleted (own.ts).
+ */
+export async function removeReleases(l: Layout, ids: string[], records: ReleaseRecord[], uid: number, depPaths: string[]): Promise<CleanupReport> {
   const report: CleanupReport = { removed: [], removedDeps: [], warnings: [] };
-  for (const id of ids) {
-    const aside = join(l.releases, `.trash-${id}`);
-    try {
-      await fs.rename(join(l.releases, id), aside).catch((err: NodeJS.ErrnoException) => {
+  const remove = async (name: string) => {
+    const aside = name.startsWith('.trash-') ? join(l.releases, name) : join(l.releases, `.trash-${name}`);
+    if (!name.startsWith('.trash-'))
+      await fs.rename(join(l.releases, name), aside).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
-      await fs.rm(aside, { recursive: true, force: true });
+    await removeTree(aside, uid).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  };
+  for (const id of ids) {
+    try {
+      await remove(id);
       await fs.rm(join(l.releases, `${id}.log`), { force: true });
       report.removed.push(id);
     } catch (err) {
       report.warnings.push(`could not remove releases/${id}: ${(err as Error).message}`);
     }
   }
-  // What earlier runs left: trash not fully deleted, exports a killed run did not finish.
+  // What earlier runs left: trash not fully deleted, exports a killed run did not finish, releases
+  // the log says are removed (a run killed while it removed them).
+  const removed = new Set(records.filter((r) => r.removed).map((r) => r.id));
   for (const name of await fs.readdir(l.releases).catch(() => [] as string[])) {
-    if (!/^\.(trash-.+|.+\.tmp)$/.test(name)) continue;
-    await fs.rm(join(l.releases, name), { recursive: true, force: true }).catch((err: Error) => report.warnings.push(`could not remove releases/${name}: ${err.message}`));
+    if (/^\.(.+)\.tmp$/.test(name)) await removeTree(join(l.releases, name), uid).catch((err: Error) => report.warnings.push(`could not remove releases/${name}: ${err.message}`));
+    else if (name.startsWith('.trash-') || (RELEASE_ID.test(name) && removed.has(name) && !ids.includes(name)))
+      await remove(name).catch((err: Error) => report.warnings.push(`could not remove releases/${name}: ${err.message}`));
   }
-  const gone = new Set(report.removed);
-  const used = new Set(records.filter((rec) => !rec.removed && !gone.has(rec.id)).flatMap((rec) => rec.deps ?? []));
-  const deps = await removeUnusedEntries(l, used);
+  // In use: what the log says (a release that could not be removed is still there), and what the
+  // links of every release still there say.
+  const stays = (r: ReleaseRecord) => !r.removed || (ids.includes(r.id) && !report.removed.includes(r.id));
+  const used = new Set(records.filter(stays).flatMap((r) => r.deps ?? []));
+  for (const name of await fs.readdir(l.releases).catch(() => [] as string[]))
+    if (RELEASE_ID.test(name)) for (const entry of await linkedEntries(l, join(l.releases, name), depPaths)) used.add(entry);
+  const deps = await removeUnusedEntries(l, used, uid);
   report.removedDeps = deps.removed;
   report.warnings.push(...deps.warnings);
   return report;

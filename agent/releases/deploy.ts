@@ -26,6 +26,7 @@ import { layout, linkedRelease, newReleaseId, pointAt, releaseDir, type Layout }
 import { ReleaseLog, byId, holdOn, previousGood, type Phase, type ReleaseRecord } from './log.js';
 import { withAdvisoryLock } from './migrate.js';
 import { Mirror } from './mirror.js';
+import { assertNoLinks } from './own.js';
 import { HealthCheckError, SLOTS, readServing, servingProblems, slotPath, switchTo, type ServeSpec, type ServingState, type SwitchReport } from './serve.js';
 import { runStep, stepArgv, type StepContext } from './steps.js';
 
@@ -73,8 +74,10 @@ export interface ReleaseCurrent {
   knownHosts: KnownHostsFile | null;
   wanted: Wanted;
   serving: ServingState | null;
-  /** A restart (a watched env file changed) that did not happen yet. */
+  /** A restart a watch asked for that did not happen (the marker is still there). */
   restartPending: boolean;
+  /** The env file changed after the live app started. */
+  envChanged?: boolean;
   /** What making the release would involve, when the mirror already has the commit. */
   preview?: { deps: (DependencyEntry | null)[]; migrate: 'run' | 'skip' | 'unknown' | 'none' };
 }
@@ -103,8 +106,13 @@ export async function checkRelease(args: ReleaseArgs, ctx: Context): Promise<Rel
   const knownHosts = await knownHostsFile({ target: l.repo, known_hosts: args.known_hosts });
   const { runAs } = await asOrRoot(args);
   const mirrorDir = existsSync(join(l.repo, 'HEAD')) ? l.repo : null;
-  const wanted = await withKnownHosts(knownHosts, (file) => resolveRev({ name: args.repo, rev: args.rev, identity: args.identity }, gitOf(args, l, runAs, file, ctx), mirrorDir));
+  // Asked once per run: the check after apply compares with the commit the run deployed, not with
+  // one pushed a moment later (the next run deploys that).
+  const wanted = await ctx.facts.get(wantedFact(l), () =>
+    withKnownHosts(knownHosts, (file) => resolveRev({ name: args.repo, rev: args.rev, identity: args.identity }, gitOf(args, l, runAs, file, ctx), mirrorDir)),
+  );
   const spec = serveSpec(args);
+  const serving = spec ? await readServing(spec, l) : null;
   const current: ReleaseCurrent = {
     layout: l,
     records,
@@ -112,12 +120,28 @@ export async function checkRelease(args: ReleaseArgs, ctx: Context): Promise<Rel
     currentSha,
     knownHosts,
     wanted,
-    serving: spec ? await readServing(spec, l) : null,
+    serving,
     restartPending: await isPending(restartMarker(l)),
+    envChanged: await envNewerThanApp(args, serving),
   };
   const sha = wanted.kind === 'unresolved' ? null : wanted.sha;
   if (sha && sha !== currentSha && mirrorDir && !holdOn(records, sha)) current.preview = await preview(args, l, runAs, sha, current, ctx);
   return current;
+}
+
+function wantedFact(l: Layout): string {
+  return `release:wanted:${l.root}`;
+}
+
+/**
+ * The env file changed after the live slot started (a restart a watch should have made did not
+ * happen: the run that changed the file failed, or someone edited it): the app must be restarted.
+ */
+async function envNewerThanApp(args: ReleaseArgs, serving: ServingState | null): Promise<boolean> {
+  if (!args.env_file || !serving?.live) return false;
+  const started = serving.slots[serving.live].started;
+  const st = await fs.stat(args.env_file).catch(() => null);
+  return started !== undefined && st !== null && Math.floor(st.mtimeMs / 1000) > started;
 }
 
 /** For --test: which dependency entries a release of `sha` would reuse, and whether it would migrate. */
@@ -179,11 +203,20 @@ export function planRelease(current: ReleaseCurrent, args: ReleaseArgs): Plan {
     }
   }
   const deploying = changes.some((c) => c.what === 'release');
+  // A run killed between the switch and its log entry: current is live, the log does not say so.
+  const liveRecord = byId(current.records, current.currentId);
+  if (!deploying && current.currentId && liveRecord?.status !== 'active')
+    changes.push({ what: 'release log', old: `${current.currentId} is ${liveRecord ? liveRecord.status : 'not in it'}`, new: `${current.currentId} is active` });
   if (!deploying && current.serving) {
     const spec = serveSpec(args)!;
     const problems = servingProblems(current.serving, spec, current.layout, current.currentId);
     if (problems.length) changes.push({ what: 'serving', old: problems, new: `${current.currentId} live in one slot, the other stopped` });
-    else if (current.restartPending) changes.push({ what: 'restart', old: 'pending (a watched state changed)', new: `${current.currentId} restarted in the other slot` });
+    else if ((current.restartPending || current.envChanged) && current.currentId)
+      changes.push({
+        what: 'restart',
+        old: current.envChanged ? 'the env file changed since the app started' : 'pending: a restart a watched state asked for did not happen',
+        new: `${current.currentId} restarted in the other slot`,
+      });
   }
   if (changes.length === 0) reason ??= `${live} is live (${describeWanted(w)})`;
   return { changes, reason };
@@ -204,16 +237,32 @@ interface Run {
   warnings: string[];
 }
 
-async function ensureLayout(l: Layout, as: Account): Promise<void> {
-  if (!existsSync(l.root)) {
-    await fs.mkdir(l.root, { recursive: true, mode: 0o750 });
-    await fs.chown(l.root, as.uid, as.gid);
+/**
+ * The root and brine's directories in it. releases/, deps/ and slots/ are root's (the app user must
+ * not be able to swap them); so should the root be, or the app user could rename them: said as a
+ * warning, since the states own the root's owner.
+ */
+async function ensureLayout(l: Layout, as: Account): Promise<string[]> {
+  const warnings: string[] = [];
+  const root = await fs.lstat(l.root).catch(() => null);
+  if (!root) await fs.mkdir(l.root, { recursive: true, mode: 0o750 }).then(() => fs.chown(l.root, 0, as.gid));
+  else if (root.isSymbolicLink() || !root.isDirectory()) throw new Error(`${l.root} is not a directory`);
+  else if (root.uid !== 0 || root.mode & 0o022)
+    warnings.push(`${l.root} can be changed by ${root.uid === as.uid ? as.name : `uid ${root.uid}`}, who could then swap brine's releases, deps and log: make it root's (file.directory user: root, group: ${as.name}, mode: '0750')`);
+  for (const dir of [l.releases, l.deps, l.slots]) {
+    const st = await fs.lstat(dir).catch(() => null);
+    if (!st) await fs.mkdir(dir, { mode: 0o755 });
+    else if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`${dir} is ${st.isSymbolicLink() ? 'a link' : 'not a directory'}: brine keeps its ${dir.split('/').pop()} there, as a directory of its own; move it away`);
+    else if (st.uid !== 0 || st.mode & 0o022) {
+      await fs.chown(dir, 0, 0);
+      await fs.chmod(dir, 0o755);
+    }
   }
-  for (const dir of [l.releases, l.deps, l.slots]) await fs.mkdir(dir, { recursive: true, mode: 0o755 });
   if (!existsSync(l.shared)) {
     await fs.mkdir(l.shared, { mode: 0o750 });
     await fs.chown(l.shared, as.uid, as.gid);
   }
+  return warnings;
 }
 
 async function linkShared(run: Run, dir: string): Promise<void> {
@@ -227,6 +276,7 @@ async function linkShared(run: Run, dir: string): Promise<void> {
       await fs.chown(source, run.as.uid, run.as.gid);
     } else if (!st) throw new Error(`shared/${rel} does not exist: the release links it, so a state that makes it (env.file for shared/.env) must come first (require it)`);
     else if (isDir !== st.isDirectory()) throw new Error(`shared/${rel} is ${st.isDirectory() ? 'a directory' : 'a file'}; shared lists it as ${isDir ? 'a directory (trailing /)' : 'a file'}`);
+    await assertNoLinks(dir, rel, 'shared');
     const link = join(dir, rel);
     await fs.rm(link, { recursive: true, force: true });
     await fs.mkdir(dirname(link), { recursive: true });
@@ -268,8 +318,10 @@ async function build(run: Run, sha: string, subject: string, fetchMs: number, ac
     await fs.mkdir(temp, { mode: 0o755 });
     await fs.chown(temp, as.uid, as.gid);
     await mirror.export(sha, temp, async (tarball, into) => void (await ctx.runner.run(stepArgv(['tar', '-x', '-f', tarball, '-C', into], as.name))));
-    await fs.writeFile(join(temp, 'REVISION'), `${sha}\n`);
-    await fs.chown(join(temp, 'REVISION'), as.uid, as.gid);
+    // The repository may hold its own REVISION, even a link: replaced, never written through.
+    await fs.rm(join(temp, 'REVISION'), { recursive: true, force: true });
+    await fs.writeFile(join(temp, 'REVISION'), `${sha}\n`, { flag: 'wx', mode: 0o644 });
+    await fs.lchown(join(temp, 'REVISION'), as.uid, as.gid);
     await fs.rename(temp, dir);
     await linkShared(run, dir);
     await finish('export');
@@ -312,7 +364,8 @@ async function build(run: Run, sha: string, subject: string, fetchMs: number, ac
   } catch (err) {
     const message = ctx.masker.mask(errorMessage(err));
     await log.put({ ...rec, status: 'failed', failure: { phase, message, at: new Date().toISOString() } });
-    throw new Error(`release ${id} (${short(sha)}) failed at ${phase}; ${activeRecord ? `${activeRecord.id} stays live` : 'no release is live yet'}:\n${message}\n(everything it printed: ${sc.logFile})`);
+    const printed = existsSync(sc.logFile) ? `\n(everything it printed: ${sc.logFile})` : '';
+    throw new Error(`release ${id} (${short(sha)}) failed at ${phase}; ${activeRecord ? `${activeRecord.id} stays live` : 'no release is live yet'}:\n${message}${printed}`);
   }
 }
 
@@ -331,14 +384,22 @@ async function activate(run: Run, rec: ReleaseRecord, how: { rollingBack?: boole
   } catch (err) {
     const health = err instanceof HealthCheckError;
     const message = ctx.masker.mask(errorMessage(err));
-    if (!how.rollingBack) await log.put({ ...rec, status: 'failed', held: health || undefined, failure: { phase: health ? 'health' : 'switch', message, at: new Date().toISOString() } });
+    // A new release failed; a restart of the live one (a watched env file, a repair) that fails
+    // leaves it live and good: its record stays as it is.
+    if (!how.rollingBack && rec.status !== 'active')
+      await log.put({ ...rec, status: 'failed', held: health || undefined, failure: { phase: health ? 'health' : 'switch', message, at: new Date().toISOString() } });
     throw err;
   }
-  const at = new Date().toISOString();
-  for (const other of (await log.read()).filter((r) => r.status === 'active' && r.id !== rec.id))
-    await log.put(how.rollingBack ? { ...other, status: 'rolled-back', held: true, rolledBack: { at, to: rec.id, startedBy: ctx.startedBy ?? 'hand' } } : { ...other, status: 'ready' });
-  await log.put({ ...rec, status: 'active', activatedAt: at, held: undefined, failure: undefined, phases: { ...rec.phases, switch: Date.now() - t } });
+  await markLive(run, rec, { ...how, switchMs: Date.now() - t });
   return report;
+}
+
+/** The log after `rec` became live: it is active, the one that was goes back to ready (or rolled-back). */
+async function markLive(run: Run, rec: ReleaseRecord, how: { rollingBack?: boolean; switchMs?: number } = {}): Promise<void> {
+  const at = new Date().toISOString();
+  for (const other of (await run.log.read()).filter((r) => r.status === 'active' && r.id !== rec.id))
+    await run.log.put(how.rollingBack ? { ...other, status: 'rolled-back', held: true, rolledBack: { at, to: rec.id, startedBy: run.ctx.startedBy ?? 'hand' } } : { ...other, status: 'ready' });
+  await run.log.put({ ...rec, status: 'active', activatedAt: rec.activatedAt && rec.status === 'active' ? rec.activatedAt : at, held: undefined, failure: undefined, phases: { ...rec.phases, ...(how.switchMs !== undefined ? { switch: how.switchMs } : {}) } });
 }
 
 function describeSwitch(rec: ReleaseRecord, report: SwitchReport | null, from: string | null): string {
@@ -349,23 +410,32 @@ function describeSwitch(rec: ReleaseRecord, report: SwitchReport | null, from: s
 
 async function cleanup(run: Run): Promise<void> {
   const { l, log, args } = run;
-  const records = await log.read();
+  let records = await log.read();
   const currentId = await linkedRelease(l, l.current);
   const protect = new Set<string>();
   if (currentId) protect.add(currentId);
-  const previous = previousGood(records, currentId);
+  const previous = previousGood(present(l, records), currentId);
   if (previous) protect.add(previous.id);
   for (const slot of SLOTS) {
     const id = await linkedRelease(l, slotPath(l, slot)).catch(() => null);
     if (id) protect.add(id);
   }
   const ids = chooseRemovals(records, { keep: args.keep, keepFailed: args.keep_failed, protect });
-  const report = await removeReleases(l, ids, records);
-  const removed = new Set(report.removed);
-  await log.compact(records.map((r) => (removed.has(r.id) ? { ...r, removed: true, updatedAt: new Date().toISOString() } : r)));
+  // The log says so first: a run killed while deleting leaves directories the next cleanup sweeps,
+  // never a record of a release that is gone.
+  for (const r of records.filter((rec) => ids.includes(rec.id))) await log.put({ ...r, removed: true });
+  const report = await removeReleases(l, ids, await log.read(), run.as.uid, args.dependencies.map((d) => d.path));
+  records = await log.read();
+  const failed = new Set(ids.filter((id) => !report.removed.includes(id)));
+  await log.compact(records.map((r) => (failed.has(r.id) ? { ...r, removed: undefined } : r)));
   if (report.removed.length || report.removedDeps.length)
     run.done.push(`cleanup: removed ${[report.removed.length && `${report.removed.length} release${report.removed.length > 1 ? 's' : ''}`, report.removedDeps.length && `${report.removedDeps.length} dependency entr${report.removedDeps.length > 1 ? 'ies' : 'y'}`].filter(Boolean).join(' and ')}`);
   run.warnings.push(...report.warnings);
+}
+
+/** The records whose release directory is still there. */
+function present(l: Layout, records: ReleaseRecord[]): ReleaseRecord[] {
+  return records.filter((r) => !r.removed && existsSync(releaseDir(l, r.id)));
 }
 
 async function startRun(args: ReleaseArgs, ctx: Context, knownHosts: KnownHostsFile | null): Promise<Run> {
@@ -375,9 +445,9 @@ async function startRun(args: ReleaseArgs, ctx: Context, knownHosts: KnownHostsF
   if (args.identity && !existsSync(args.identity))
     throw new Error(`the identity ${args.identity} does not exist (manage it with a file.managed state that this one requires)`);
   if (knownHosts) await writeKnownHosts(knownHosts);
-  await ensureLayout(l, as);
+  const warnings = await ensureLayout(l, as);
   const mirror = new Mirror(l.repo, gitOf(args, l, as, knownHosts?.path, ctx));
-  return { args, l, log: new ReleaseLog(l.log), as, mirror, ctx, done: [], warnings: [] };
+  return { args, l, log: new ReleaseLog(l.log), as, mirror, ctx, done: [], warnings };
 }
 
 /** Marks the releases a killed run was building as failed (interrupted): the next one is built anew. */
@@ -395,17 +465,21 @@ export async function applyRelease(args: ReleaseArgs, plan: Plan, current: Relea
     if (plan.changes.some((c) => c.what === 'release')) {
       const t = Date.now();
       await run.mirror.ensure(args.repo, run.as);
+      // git's lock files a killed fetch left (only one run at a time: none is in use).
+      if (run.mirror.exists) await ctx.runner.run(stepArgv(['find', run.l.repo, '-name', '*.lock', '-type', 'f', '-delete'], run.as.name), { allowFailure: true, timeoutMs: 60_000 });
       await run.mirror.fetch();
       // The branch may have moved since the check: the commit fetched is the one deployed.
       const wanted = current.wanted.kind === 'unresolved' ? await resolveRev({ name: args.repo, rev: args.rev, identity: args.identity }, gitOf(args, run.l, run.as, current.knownHosts?.path, ctx), run.l.repo) : current.wanted;
       const sha = await run.mirror.resolve(wanted);
       const fetchMs = Date.now() - t;
+      ctx.facts.forget(wantedFact(run.l));
+      void ctx.facts.get(wantedFact(run.l), async (): Promise<Wanted> => (wanted.kind === 'branch' || wanted.kind === 'tag' ? { ...wanted, sha } : { kind: 'commit', rev: sha, sha }));
       const records = await run.log.read();
       const active = byId(records, current.currentId);
       if (sha !== current.currentSha && !holdOn(records, sha)) {
         // Built before and still there (a run killed before its switch, a revert to a kept commit,
         // a held-back one retried): switched to again, not rebuilt.
-        const built = (r: ReleaseRecord) => r.status === 'ready' || r.status === 'rolled-back' || (r.status === 'failed' && r.failure?.phase === 'health');
+        const built = (r: ReleaseRecord) => r.status === 'ready' || r.status === 'rolled-back' || (r.status === 'failed' && (r.failure?.phase === 'health' || r.failure?.phase === 'switch'));
         const kept = records.filter((r) => r.sha === sha && built(r) && !r.removed && existsSync(releaseDir(run.l, r.id))).at(-1);
         const rec = kept ?? (await build(run, sha, await run.mirror.subject(sha), fetchMs, active));
         run.done.unshift(`fetch: ${short(sha)} in ${seconds(fetchMs)}`, ...(kept ? [`reused ${kept.id}, built before`] : []));
@@ -418,8 +492,11 @@ export async function applyRelease(args: ReleaseArgs, plan: Plan, current: Relea
       const rec = await liveRecord(run, current);
       const report = await activate(run, rec);
       run.done.push(describeSwitch(rec, report, current.currentId));
-      changes.push(...plan.changes.filter((c) => c.what === 'serving' || c.what === 'restart'));
+      changes.push(...plan.changes.filter((c) => c.what === 'serving' || c.what === 'restart' || c.what === 'release log'));
       restarted = true;
+    } else if (plan.changes.some((c) => c.what === 'release log')) {
+      await markLive(run, await liveRecord(run, current));
+      changes.push(...plan.changes.filter((c) => c.what === 'release log'));
     }
     if (restarted) await clearPending(restartMarker(run.l));
   } finally {
@@ -442,10 +519,14 @@ async function liveRecord(run: Run, current: ReleaseCurrent): Promise<ReleaseRec
 /** `watch`: the live release restarted in the other slot (the env file changed), without a dropped request. */
 export async function restartRelease(args: ReleaseArgs, ctx: Context): Promise<string> {
   if (!args.serve) return 'not restarted (release.deployed without serve: nothing of its own runs)';
+  // Marked before anything can fail: a restart that did not happen is done by the next run.
+  await markPending(restartMarker(layout(args.name)));
   const current = await checkRelease(args, ctx);
-  if (!current.currentId) return 'not restarted (no release is live yet)';
+  if (!current.currentId) {
+    await clearPending(restartMarker(layout(args.name)));
+    return 'not restarted (no release is live yet)';
+  }
   const run = await startRun(args, ctx, current.knownHosts);
-  await markPending(restartMarker(run.l));
   const rec = await liveRecord(run, current);
   const report = await activate(run, rec);
   await clearPending(restartMarker(run.l));
@@ -473,7 +554,9 @@ export async function rollback(args: ReleaseArgs, ctx: Context, options: { to?: 
   const from = byId(records, currentId);
   let to: ReleaseRecord | undefined;
   if (options.to) {
-    to = records.find((r) => r.id === options.to || (r.id.startsWith(options.to!) && options.to!.length >= 8));
+    const matches = records.filter((r) => !r.removed && (r.id === options.to || r.id.startsWith(options.to!)));
+    to = matches.find((r) => r.id === options.to) ?? (matches.length === 1 ? matches[0] : undefined);
+    if (!to && matches.length > 1) throw new Error(`${options.to} is more than one release (${matches.map((r) => r.id).join(', ')}): say which`);
     if (!to) throw new Error(`no release ${options.to} in ${l.root} (agent releases lists them)`);
     if (to.removed || !existsSync(releaseDir(l, to.id))) throw new Error(`release ${to.id} was removed by cleanup; only kept releases can be rolled back to`);
     if (to.id === currentId) throw new Error(`release ${to.id} is already live`);
@@ -481,7 +564,7 @@ export async function rollback(args: ReleaseArgs, ctx: Context, options: { to?: 
       throw new Error(`release ${to.id} ${to.status === 'failed' ? `failed (${to.failure?.phase}: ${to.failure?.message.split('\n')[0]})` : 'was never finished'}; --force to switch to it anyway`);
     if (to.status === 'failed' && (!to.deps || to.phases.migrate === undefined)) throw new Error(`release ${to.id} failed before it was built; it cannot be switched to`);
   } else {
-    to = previousGood(records, currentId);
+    to = previousGood(present(l, records), currentId);
     if (!to) throw new Error(`no good release before ${currentId ?? 'the live one'} to roll back to (agent releases lists them)`);
   }
   const report = await activate(run, to, { rollingBack: true });

@@ -1,7 +1,7 @@
 // The dependency cache: ROOT/deps/<path>-<key>/, one entry per checksum of a release's lock files
 // (requirements.txt, package-lock.json…), the interpreter's version and the build commands. An
-// entry is built once, where it stays (a virtualenv is not relocatable), then sealed — owned by
-// root, not writable by the app — and marked complete; every release with the same key links to
+// entry is built once, where it stays (a virtualenv is not relocatable), then sealed — taken over
+// by root (own.ts), not writable by the app — and marked complete; every release with the same key links to
 // it (`release/.venv -> ROOT/deps/.venv-3f2a…/.venv`) without installing anything. An entry without
 // its marker is what a killed build left: it is removed and built again. Entries no kept release
 // links to are removed by cleanup.
@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import type { Account } from '../git/run.js';
 import type { Layout } from './layout.js';
 import type { Mirror } from './mirror.js';
+import { assertNoLinks, removeTree, takeOver } from './own.js';
 import { runStep, type StepContext } from './steps.js';
 
 export interface DependencySpec {
@@ -61,35 +62,33 @@ export async function dependencyEntry(spec: DependencySpec, l: Layout, mirror: M
 /** Builds the entry if it is not complete; says which. */
 export async function ensureEntry(entry: DependencyEntry, mirror: Mirror, sha: string, as: Account, sc: StepContext): Promise<'reused' | 'built'> {
   if (entry.complete && existsSync(join(entry.dir, COMPLETE_MARKER))) return 'reused';
-  await fs.rm(entry.dir, { recursive: true, force: true });
-  await fs.mkdir(entry.dir, { recursive: true, mode: 0o755 });
-  await fs.chown(entry.dir, as.uid, as.gid);
+  // What a killed build left (the app user's): taken over before it is removed.
+  if (existsSync(entry.dir)) await removeTree(entry.dir, as.uid);
+  // The lock files go in while the entry is still root's alone; then it is handed to the app user,
+  // innermost first, so nothing is the app's before everything around it is in place.
+  await fs.mkdir(entry.dir, { mode: 0o755 });
+  const made: string[] = [];
   for (const file of entry.spec.files) {
     const target = join(entry.dir, file);
-    await fs.mkdir(dirname(target), { recursive: true });
-    await fs.writeFile(target, (await mirror.file(sha, file)) ?? '', { mode: 0o644 });
+    for (let d = dirname(target); d !== entry.dir && !made.includes(d); d = dirname(d)) made.push(d);
+    await fs.mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    await fs.writeFile(target, (await mirror.file(sha, file)) ?? '', { mode: 0o644, flag: 'wx' });
     await fs.chown(target, as.uid, as.gid);
   }
+  for (const d of made.sort((a, b) => b.length - a.length)) await fs.chown(d, as.uid, as.gid);
+  await fs.chown(entry.dir, as.uid, as.gid);
   for (const step of entry.spec.build) await runStep(step, entry.dir, { ...sc, env: { ...sc.env, BRINE_DEPS_DIR: entry.dir } });
-  if (!existsSync(join(entry.dir, entry.spec.path))) throw new Error(`dependencies ${entry.spec.path}: the build steps made no ${entry.spec.path} in ${entry.dir}`);
-  await seal(entry.dir);
-  await fs.writeFile(join(entry.dir, COMPLETE_MARKER), `${new Date().toISOString()}\n`, { mode: 0o444 });
+  // Sealed: root's, nobody may write, no set-id bit; links inside are never followed.
+  await takeOver(entry.dir, as.uid, { readable: true });
+  const result = await fs.lstat(join(entry.dir, entry.spec.path)).catch(() => null);
+  if (!result || result.isSymbolicLink()) throw new Error(`dependencies ${entry.spec.path}: the build steps made no ${entry.spec.path} in ${entry.dir}${result ? ' (only a link)' : ''}`);
+  await fs.writeFile(join(entry.dir, COMPLETE_MARKER), `${new Date().toISOString()}\n`, { mode: 0o444, flag: 'wx' });
   return 'built';
-}
-
-/** Root owns every file, nobody else may write: later releases share it as it was built. */
-async function seal(dir: string): Promise<void> {
-  const entries = await fs.readdir(dir, { recursive: true });
-  for (const rel of ['', ...entries]) {
-    const path = join(dir, rel);
-    const st = await fs.lstat(path);
-    await fs.lchown(path, 0, 0);
-    if (!st.isSymbolicLink() && st.mode & 0o022) await fs.chmod(path, st.mode & 0o7755);
-  }
 }
 
 /** `release/PATH -> entry/PATH`, replacing whatever the export put there. */
 export async function linkEntry(releaseDir: string, entry: DependencyEntry, as: Account): Promise<void> {
+  await assertNoLinks(releaseDir, entry.spec.path, 'dependencies');
   const link = join(releaseDir, entry.spec.path);
   await fs.rm(link, { recursive: true, force: true });
   await fs.mkdir(dirname(link), { recursive: true });
@@ -98,7 +97,7 @@ export async function linkEntry(releaseDir: string, entry: DependencyEntry, as: 
 }
 
 /** Removes entries none of `used` names (renamed aside first, so a half-removed one is never used). */
-export async function removeUnusedEntries(l: Layout, used: ReadonlySet<string>): Promise<{ removed: string[]; warnings: string[] }> {
+export async function removeUnusedEntries(l: Layout, used: ReadonlySet<string>, uid: number): Promise<{ removed: string[]; warnings: string[] }> {
   const removed: string[] = [];
   const warnings: string[] = [];
   const names = await fs.readdir(l.deps).catch(() => [] as string[]);
@@ -107,11 +106,21 @@ export async function removeUnusedEntries(l: Layout, used: ReadonlySet<string>):
     const aside = join(l.deps, name.startsWith('.trash-') ? name : `.trash-${name}`);
     try {
       if (aside !== join(l.deps, name)) await fs.rename(join(l.deps, name), aside);
-      await fs.rm(aside, { recursive: true, force: true });
+      await removeTree(aside, uid);
       if (!name.startsWith('.trash-')) removed.push(name);
     } catch (err) {
       warnings.push(`could not remove deps/${name}: ${(err as Error).message}`);
     }
   }
   return { removed, warnings };
+}
+
+/** The entries the dependency links of a release point at (what it really uses, whatever the log says). */
+export async function linkedEntries(l: Layout, releaseDir: string, paths: string[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const path of paths) {
+    const target = await fs.readlink(join(releaseDir, path)).catch(() => null);
+    if (target?.startsWith(`${l.deps}/`)) names.push(target.slice(l.deps.length + 1).split('/')[0]!);
+  }
+  return names;
 }

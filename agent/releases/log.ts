@@ -11,6 +11,7 @@
 // it, until a new commit arrives or `agent release --retry`.
 import { appendFile, open, readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../atomic.js';
+import { RELEASE_ID } from './layout.js';
 
 export type ReleaseStatus = 'building' | 'ready' | 'active' | 'failed' | 'rolled-back';
 
@@ -70,7 +71,8 @@ export class ReleaseLog {
       } catch {
         continue; // a line torn by a killed run
       }
-      if (typeof record?.id !== 'string') continue;
+      // Only what brine writes: an id it would not make (a forged `../../etc`) is not a release.
+      if (typeof record?.id !== 'string' || !RELEASE_ID.test(record.id) || typeof record.sha !== 'string') continue;
       byId.set(record.id, record);
     }
     return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

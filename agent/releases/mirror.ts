@@ -66,16 +66,19 @@ export class Mirror {
     return this.#git.run(['cat-file', 'blob', `${sha}:${path}`], this.dir);
   }
 
-  /** A checksum of the files matching the globs at `sha` (their paths and blob ids). */
-  async checksum(sha: string, globs: string[]): Promise<string> {
+  /**
+   * A checksum of the files matching the globs at `sha` (their paths and blob ids), or undefined
+   * when none matches: a glob that matches nothing must not make every migration look unchanged.
+   */
+  async checksum(sha: string, globs: string[]): Promise<string | undefined> {
     const matchers = globs.map(globMatcher);
-    const listing = (await this.#git.run(['ls-tree', '-r', '--full-tree', sha], this.dir))
-      .split('\n')
-      .filter((line) => {
-        const path = line.slice(line.indexOf('\t') + 1);
-        return line.includes('\t') && matchers.some((m) => m(path));
+    const entries = (await this.#git.run(['ls-tree', '-r', '-z', '--full-tree', sha], this.dir))
+      .split('\0')
+      .filter((entry) => {
+        const tab = entry.indexOf('\t');
+        return tab > 0 && matchers.some((m) => m(entry.slice(tab + 1)));
       });
-    return createHash('sha256').update(listing.join('\n')).digest('hex');
+    return entries.length ? createHash('sha256').update(entries.join('\0')).digest('hex') : undefined;
   }
 
   /** Writes the tree of `sha` into `dir` (which must exist, owned by the user git runs as). */
@@ -91,8 +94,8 @@ export class Mirror {
 }
 
 /**
- * A path glob as git's `:(glob)` reads one: `*` and `?` within a path part, `**` across parts;
- * a pattern with no wildcard also matches everything under it (a directory).
+ * A path glob as git's `:(glob)` reads one: `*`, `?` and `[…]` within a path part, `**` across
+ * parts; a pattern with no wildcard also matches everything under it (a directory).
  */
 export function globMatcher(glob: string): (path: string) => boolean {
   const pattern = glob.replace(/^\/+|\/+$/g, '');
@@ -106,7 +109,13 @@ export function globMatcher(glob: string): (path: string) => boolean {
       i += slash ? 2 : 1;
     } else if (c === '*') re += '[^/]*';
     else if (c === '?') re += '[^/]';
-    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+    else if (c === '[' && pattern.indexOf(']', i + 2) > 0) {
+      // A character class, [0-9] or [!_]: copied, its ! read as ^.
+      const end = pattern.indexOf(']', i + 2);
+      const body = pattern.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\');
+      re += `[${body}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
   const compiled = new RegExp(`^${re}$`);
   return (path) => compiled.test(path);

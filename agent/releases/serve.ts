@@ -129,6 +129,8 @@ export interface SlotState {
   conf: string | null;
   /** Its processes in supervisord; null when supervisord does not have it. */
   processes: { state: string; description: string }[] | null;
+  /** When it was started (seconds since the epoch), while it runs. */
+  started?: number;
 }
 
 export interface ServingState {
@@ -169,7 +171,12 @@ export async function readServing(spec: ServeSpec, l: Layout): Promise<ServingSt
     })),
   ]);
   const state: ServingState = { slots: { blue: slots[0]!, green: slots[1]! }, upstream, live: liveSlot(spec, upstream), ...(status.problem ? { problem: status.problem } : {}) };
-  for (const slot of SLOTS) state.slots[slot].processes = status.groups.get(programName(spec, slot))?.map((p) => ({ state: p.statename, description: p.description })) ?? null;
+  for (const slot of SLOTS) {
+    const processes = status.groups.get(programName(spec, slot));
+    state.slots[slot].processes = processes?.map((p) => ({ state: p.statename, description: p.description })) ?? null;
+    const starts = processes?.filter((p) => p.statename === 'RUNNING' || p.statename === 'STARTING').map((p) => p.start) ?? [];
+    if (starts.length) state.slots[slot].started = Math.min(...starts);
+  }
   return state;
 }
 
@@ -228,7 +235,8 @@ async function removeSlot(spec: ServeSpec, slot: Slot, state: SlotState): Promis
   const name = programName(spec, slot);
   if (state.conf !== null) await removeDurably(confPath(name));
   if (state.processes === null) return;
-  if (state.processes.some((p) => !STOPPED.includes(p.state))) await supervisord.stop(name, true).catch(ignoring('BAD_NAME', 'NOT_RUNNING'));
+  if (state.processes.some((p) => !STOPPED.includes(p.state)))
+    await supervisord.stop(name, true, ((spec.stopwaitsecs ?? 10) + 15) * 1000).catch(ignoring('BAD_NAME', 'NOT_RUNNING'));
   const deadline = Date.now() + ((spec.stopwaitsecs ?? 10) + 5) * 1000;
   for (;;) {
     try {
@@ -328,8 +336,10 @@ export async function switchTo(
   };
   await waitForSupervisord();
   const state = await readServing(spec, l);
-  // Without an upstream naming a slot (someone removed it), a slot that runs is what serves.
-  const from = state.live ?? SLOTS.find((s) => running(state.slots[s])) ?? null;
+  // The slot that serves: the upstream's, unless it does not run and the other one does (the
+  // upstream file was left naming a slot that a failed switch stopped, or someone edited it).
+  const runs = SLOTS.filter((s) => running(state.slots[s]));
+  const from = state.live && (runs.includes(state.live) || runs.length === 0) ? state.live : (runs[0] ?? null);
   const to: Slot = from === 'blue' ? 'green' : 'blue';
   const name = programName(spec, to);
 

@@ -24,10 +24,17 @@ export interface StepContext {
 
 const TAIL_LINES = 12;
 
-/** argv that runs `argv` as the user, with the env file's variables. */
+/** Killed with brine: a step must not go on without the run (a migration without its lock). */
+const DIES_WITH_PARENT = ['setpriv', '--pdeathsig', 'KILL', '--'];
+
+/**
+ * argv that runs `argv` as the user, with the env file's variables. Both runuser and the command
+ * get the kernel's parent-death signal, so a brine killed alone (not with its process group) takes
+ * its steps with it.
+ */
 export function stepArgv(argv: readonly string[], user: string, envFile?: string): string[] {
-  const inner = envFile ? ['/bin/sh', '-c', 'set -a; . "$0"; set +a; exec "$@"', envFile, ...argv] : [...argv];
-  return user === 'root' ? inner : ['runuser', '-u', user, '--', ...inner];
+  const inner = [...DIES_WITH_PARENT, ...(envFile ? ['/bin/sh', '-c', 'set -a; . "$0"; set +a; exec "$@"', envFile, ...argv] : argv)];
+  return user === 'root' ? inner : [...DIES_WITH_PARENT, 'runuser', '-u', user, '--', ...inner];
 }
 
 function tail(text: string): string {

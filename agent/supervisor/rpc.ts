@@ -115,11 +115,11 @@ export function decodeResponse(xml: string): XmlRpcValue {
 const TIMEOUT_MS = 30_000;
 
 /** One call to supervisord. A supervisord that is not running is an Error saying so. */
-export function call(method: string, params: XmlRpcValue[] = [], socket = socketPath()): Promise<XmlRpcValue> {
+export function call(method: string, params: XmlRpcValue[] = [], socket = socketPath(), timeoutMs = TIMEOUT_MS): Promise<XmlRpcValue> {
   const body = encodeCall(method, params);
   return new Promise((resolve, reject) => {
     const req = request(
-      { socketPath: socket, path: '/RPC2', method: 'POST', agent: false, timeout: TIMEOUT_MS, headers: { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) } },
+      { socketPath: socket, path: '/RPC2', method: 'POST', agent: false, timeout: timeoutMs, headers: { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -134,7 +134,7 @@ export function call(method: string, params: XmlRpcValue[] = [], socket = socket
         });
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`supervisord did not answer ${method} within ${TIMEOUT_MS / 1000} s`)));
+    req.on('timeout', () => req.destroy(new Error(`supervisord did not answer ${method} within ${timeoutMs / 1000} s`)));
     req.on('error', (err: NodeJS.ErrnoException) =>
       reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error(`supervisord is not running (no one answers on ${socket})`) : err),
     );
@@ -148,6 +148,8 @@ export interface ProcessInfo {
   statename: string;
   description: string;
   pid: number;
+  /** When it was last started, in seconds since the epoch (0: never). */
+  start: number;
   logfile: string;
 }
 
@@ -158,8 +160,8 @@ export interface Supervisord {
   reread(): Promise<{ added: string[]; changed: string[]; removed: string[] }>;
   /** Adds a group from its conf; with autostart, supervisord starts it at once. */
   add(group: string): Promise<void>;
-  /** Sends the group its stop signal; with wait, returns once its processes have stopped. */
-  stop(group: string, wait: boolean): Promise<void>;
+  /** Sends the group its stop signal; with wait, returns once its processes have stopped (within timeoutMs). */
+  stop(group: string, wait: boolean, timeoutMs?: number): Promise<void>;
   /** Removes a stopped group. */
   remove(group: string): Promise<void>;
 }
@@ -172,6 +174,7 @@ export const supervisord: Supervisord & { socket?: string } = {
       statename: String(p.statename),
       description: String(p.description),
       pid: Number(p.pid),
+      start: Number(p.start),
       logfile: String(p.logfile),
     }));
   },
@@ -182,8 +185,8 @@ export const supervisord: Supervisord & { socket?: string } = {
   async add(group) {
     await call('supervisor.addProcessGroup', [group], supervisord.socket);
   },
-  async stop(group, wait) {
-    await call('supervisor.stopProcessGroup', [group, wait], supervisord.socket);
+  async stop(group, wait, timeoutMs) {
+    await call('supervisor.stopProcessGroup', [group, wait], supervisord.socket, timeoutMs);
   },
   async remove(group) {
     await call('supervisor.removeProcessGroup', [group], supervisord.socket);

@@ -9,7 +9,7 @@
 // migrating and just before the switch leave current serving and the next run finishes the job;
 // cleanup keeps what it must. Figures are printed as test comments.
 import t from 'tap';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootServer, type TestServer } from '../server/server.js';
 import { describeLoad, startLoad, type LoadReport } from './load.js';
@@ -76,7 +76,7 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     const { result: run, load } = await underLoad('deploy of v2', () => apply());
     t.equal(run.code, 0, run.stdout);
     t.match(run.stdout, /dependencies \.venv: reused deps\/venv-/);
-    t.match(run.stdout, /migrate: skipped \(migrations\/\* unchanged since /, 'no migration changed: skipped');
+    t.match(run.stdout, /migrate: skipped \(migrations unchanged since /, 'no migration changed: skipped');
     t.equal(load.failed, 0, 'no request failed during the deploy');
     t.ok([...load.bodies.keys()].some((b) => b.includes(r1!.sha)) && [...load.bodies.keys()].some((b) => b.includes(sha)), 'both versions answered during the load: the switch happened under it');
     t.match((await get(site.url)).body, /^bonjour from hello-brine/, 'the page shows the new version');
@@ -122,8 +122,12 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
       const app = join(dir, 'app.py');
       writeFileSync(app, readFileSync(app, 'utf8').replace('return f"ok {REVISION}\\n"', 'return "broken\\n", 500'));
     });
+    // The same run changes the app's env file: its restart (the watch) cannot happen while the
+    // release fails; the next run must still do it.
+    await server.exec(['sh', '-c', "printf '  FEATURE_FLAG: \"on\"\\n' >> /srv/brine/pillar/staging/env.yaml"]);
     const { result: run, load } = await underLoad('deploy of a commit failing its health check', () => apply());
     t.equal(run.code, 2, 'the run fails');
+    t.match(run.stdout, /~ env\.file +\/srv\/hello-brine\/shared\/\.env/, 'the env file changed in that run');
     t.match(run.stdout, /✗ release\.deployed +\/srv\/hello-brine/);
     t.match(run.stdout, /health check failed: GET \/health on 127\.0\.0\.1:\d+: 500 "broken" after 10 s/);
     t.match(run.stdout, /the end of hello-brine-(blue|green)'s log:[\s\S]*Booting worker/, "with the app's own last log lines");
@@ -132,10 +136,15 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     const list = await releases(server);
     t.match(list.at(-1), { sha, status: 'failed', held: true, live: false, failure: { phase: 'health' } });
     t.equal(list.find((r) => r.live)!.id, live.id, 'the old release is still live');
-    const cron = await apply(['--cron']);
+    const { result: cron, load: restartLoad } = await underLoad('restart for the env file (the next cron run)', () => apply(['--cron']));
     t.equal(cron.code, 0, cron.stdout);
-    t.equal(cron.stdout, '', 'the next cron run is quiet: held back, not retried');
-    t.equal((await releases(server)).length, list.length);
+    t.match(cron.stdout, /restart: the env file changed since the app started → \S+ restarted in the other slot/, 'the next run restarts the app for the env file it did not get');
+    t.notMatch(cron.stdout, /release: /, 'but does not retry the held-back commit');
+    t.equal(restartLoad.failed, 0, 'no request failed during the restart');
+    const pid = /^hello-brine-(?:blue|green)\s+RUNNING\s+pid (\d+)/m.exec((await server.exec(['supervisorctl', 'status'], { allowFailure: true })).stdout)?.[1];
+    t.match((await server.exec(['sh', '-c', `tr '\\0' '\\n' < /proc/${pid}/environ`], { allowFailure: true })).stdout, /^FEATURE_FLAG=on$/m, 'the app runs with the new env file');
+    t.equal((await apply(['--cron'])).stdout, '', 'then the cron runs are quiet');
+    t.equal((await releases(server)).length, list.length, 'and build nothing');
     const status = await server.exec(['agent', 'apply', '--verbose', '--only', 'app-release'], { allowFailure: true });
     t.match(status.stdout, /held back: branch main is [0-9a-f]{7}, whose release \S+ failed its health check/);
   });
@@ -158,6 +167,19 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     const again = await apply();
     t.equal(again.code, 0, again.stdout);
     t.match((await get(health)).body, new RegExp(`^ok ${sha}`), 'the next run deploys it');
+  });
+
+  await t.test("links in the repository never make root write outside the release", async (t) => {
+    const shadow = (await server.exec(['sh', '-c', 'sha256sum /etc/shadow; stat -c "%U:%G %a" /etc/shadow'])).stdout;
+    const sha = await site.pushCommit('a REVISION link to /etc/shadow', (dir) => {
+      symlinkSync('/etc/shadow', join(dir, 'REVISION'));
+    });
+    const run = await apply();
+    t.equal(run.code, 0, run.stdout);
+    t.equal((await server.exec(['sh', '-c', 'sha256sum /etc/shadow; stat -c "%U:%G %a" /etc/shadow'])).stdout, shadow, '/etc/shadow is untouched');
+    t.equal((await server.exec(['sh', '-c', 'test -L /srv/hello-brine/current/REVISION && echo link || cat /srv/hello-brine/current/REVISION'])).stdout.trim(), sha, "the release's REVISION is brine's");
+    await site.pushCommit('no REVISION link', (dir) => rmSync(join(dir, 'REVISION')));
+    t.equal((await apply()).code, 0);
   });
 
   await t.test('changed requirements build a new venv; a new migration runs, once', async (t) => {

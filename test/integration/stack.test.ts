@@ -130,7 +130,7 @@ t.test('the reference web-app stack, end to end over SSH', async (t) => {
     t.match(run.stdout, /SECRET_KEY='?\*{8}/, 'its diff is masked');
     const env = await server.readFile('/srv/hello-brine/shared/.env');
     t.match(env, newSecret, 'the env file has the real value');
-    t.match(run.stdout, /~ release\.deployed +\/srv\/hello-brine.*\n\s+restarted \d{14}-[0-9a-f]{7} in (blue|green)/, 'the watch restarted the app, in the other slot');
+    t.match(run.stdout, /~ release\.deployed +\/srv\/hello-brine.*\n\s+restart: the env file changed since the app started → \d{14}-[0-9a-f]{7} restarted in the other slot/, 'the app was restarted, in the other slot');
     // supervisord says RUNNING (with the pid) once the new slot stayed up its startsecs.
     let live: RegExpExecArray | null = null;
     for (let i = 0; i < 40 && !live; i++, await new Promise((r) => setTimeout(r, 250)))

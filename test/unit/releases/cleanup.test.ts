@@ -37,8 +37,9 @@ t.test('removal renames aside then deletes, takes unused dependency entries alon
   // rename onto a non-empty directory fails: the way a stuck release shows up
   mkdirSync(join(l.releases, `.trash-${id(3)}`));
   writeFileSync(join(l.releases, `.trash-${id(3)}`, 'busy'), '');
-  const records = [rec(1, 'ready', { deps: ['venv-1111'] }), rec(2, 'active', { deps: ['venv-2222'] }), rec(3, 'ready', { deps: ['venv-3333'] })];
-  const report = await removeReleases(l, [id(1), id(3)], records);
+  // As the caller hands them over: the log already says the two are removed.
+  const records = [rec(1, 'ready', { deps: ['venv-1111'], removed: true }), rec(2, 'active', { deps: ['venv-2222'] }), rec(3, 'ready', { deps: ['venv-3333'], removed: true })];
+  const report = await removeReleases(l, [id(1), id(3)], records, 0, ['.venv']);
   t.same(report.removed, [id(1)]);
   t.equal(report.warnings.length, 1);
   t.match(report.warnings[0], new RegExp(`could not remove releases/${id(3)}`));
@@ -49,4 +50,16 @@ t.test('removal renames aside then deletes, takes unused dependency entries alon
   t.notOk(existsSync(join(l.releases, `.${id(9)}.tmp`)), 'so is an export a killed run left');
   t.same(report.removedDeps, ['venv-1111'], 'the entry only the removed release used');
   t.ok(existsSync(join(l.deps, 'venv-3333')), 'the entry of the release that could not be removed stays');
+});
+
+t.test("a venv a release still links to stays, whatever the log says; a release the log calls removed is swept", async (t) => {
+  const l = layout(t.testdir({ releases: { [id(1)]: {}, [id(2)]: {} }, deps: { 'venv-1111': {}, 'venv-9999': {} } }));
+  // The live record was made up after the log was lost: no deps in it.
+  const { symlinkSync } = await import('node:fs');
+  symlinkSync(join(l.deps, 'venv-1111', '.venv'), join(l.releases, id(1), '.venv'));
+  const records = [rec(1, 'active'), rec(2, 'ready', { removed: true })];
+  const report = await removeReleases(l, [], records, 0, ['.venv']);
+  t.same(report.removedDeps, ['venv-9999'], 'only the entry nothing links to');
+  t.ok(existsSync(join(l.deps, 'venv-1111')));
+  t.notOk(existsSync(join(l.releases, id(2))), 'a run killed after the log said removed: the next cleanup finishes');
 });

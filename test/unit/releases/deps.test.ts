@@ -20,7 +20,7 @@ function builder() {
   const runner: Runner = {
     async run(argv, options = {}) {
       calls.push({ argv, cwd: options.cwd });
-      if (argv.includes('venv')) mkdirSync(join(options.cwd!, '.venv', 'bin'), { recursive: true });
+      if (argv.includes('venv') && !argv.includes('env')) mkdirSync(join(options.cwd!, '.venv', 'bin'), { recursive: true });
       if (argv.includes('install')) writeFileSync(join(options.cwd!, '.venv', 'bin', 'flask'), '#!/srv/app/deps/...\n', { mode: 0o775 });
       return { code: 0, stdout: 'done\n', stderr: '' };
     },
@@ -47,11 +47,12 @@ t.test('built once where it stays, sealed and marked; then reused without runnin
   const sc: StepContext = { runner, masker: new Masker(), as: root, env: { BRINE_RELEASE: 'r1' }, logFile: join(l.releases, 'r1.log'), timeoutMs: 60_000 };
   const entry = await dependencyEntry(spec, l, m, 'a', 'Python 3.11.2');
   t.equal(await ensureEntry(entry, m, 'a', root, sc), 'built');
-  t.same(calls.map((c) => c.argv), spec.build, 'as root, no runuser; in the entry');
+  t.same(calls.map((c) => c.argv.slice(4)), spec.build, 'as root, no runuser; in the entry');
   t.ok(calls.every((c) => c.cwd === entry.dir));
   t.equal(readFileSync(join(entry.dir, 'requirements.txt'), 'utf8'), 'brine-greeting==1.0\n', 'the lock file is copied in');
   t.ok(existsSync(join(entry.dir, COMPLETE_MARKER)));
   t.equal(statSync(join(entry.dir, '.venv', 'bin', 'flask')).mode & 0o777, 0o755, 'sealed: nobody but root may write');
+  t.equal(statSync(join(entry.dir, '.venv', 'bin', 'flask')).uid, 0);
   t.match(readFileSync(sc.logFile, 'utf8'), /\$ python3 -m venv \.venv {4}\(in .*\)\ndone\nexit 0 after/);
 
   const again = await dependencyEntry(spec, l, m, 'a', 'Python 3.11.2');
@@ -72,7 +73,8 @@ t.test('built once where it stays, sealed and marked; then reused without runnin
 });
 
 t.test('steps run as the app user, the env file read by sh with the command as arguments', async (t) => {
-  t.same(stepArgv(['npm', 'ci'], 'app'), ['runuser', '-u', 'app', '--', 'npm', 'ci']);
-  t.same(stepArgv(['npm', 'ci'], 'root'), ['npm', 'ci']);
-  t.same(stepArgv(['flask', 'db', 'upgrade; rm -rf /'], 'app', '/srv/app/shared/.env'), ['runuser', '-u', 'app', '--', '/bin/sh', '-c', 'set -a; . "$0"; set +a; exec "$@"', '/srv/app/shared/.env', 'flask', 'db', 'upgrade; rm -rf /']);
+  const dies = ['setpriv', '--pdeathsig', 'KILL', '--'];
+  t.same(stepArgv(['npm', 'ci'], 'app'), [...dies, 'runuser', '-u', 'app', '--', ...dies, 'npm', 'ci'], 'runuser and the command both die with brine');
+  t.same(stepArgv(['npm', 'ci'], 'root'), [...dies, 'npm', 'ci']);
+  t.same(stepArgv(['flask', 'db', 'upgrade; rm -rf /'], 'app', '/srv/app/shared/.env'), [...dies, 'runuser', '-u', 'app', '--', ...dies, '/bin/sh', '-c', 'set -a; . "$0"; set +a; exec "$@"', '/srv/app/shared/.env', 'flask', 'db', 'upgrade; rm -rf /']);
 });

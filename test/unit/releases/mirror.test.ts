@@ -15,6 +15,10 @@ t.test("migration globs read as git's :(glob) does", async (t) => {
     ['db/**', 'db/a/b.sql', true],
     ['alembic/versions/?_*.py', 'alembic/versions/1_init.py', true],
     ['a.b', 'axb', false],
+    ['migrations/[0-9]*.py', 'migrations/0001_initial.py', true],
+    ['migrations/[0-9]*.py', 'migrations/__init__.py', false],
+    ['migrations/[!_]*.py', 'migrations/__init__.py', false],
+    ['migrations/[!_]*.py', 'migrations/0002_x.py', true],
   ];
   for (const [glob, path, want] of cases) t.equal(globMatcher(glob)(path), want, `${glob} ${want ? 'matches' : 'does not match'} ${path}`);
 });

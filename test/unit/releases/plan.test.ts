@@ -89,7 +89,17 @@ t.test('served wrong, or a restart that did not happen: repaired in the other sl
   const down = planRelease(current({ serving: serving({ slots: { ...serving().slots, blue: { ...serving().slots.blue, processes: [{ state: 'FATAL', description: '' }] } } }) }), args);
   t.same(down.changes, [{ what: 'serving', old: ['app-blue is FATAL'], new: `${LIVE} live in one slot, the other stopped` }]);
   const pending = planRelease(current({ restartPending: true }), args);
-  t.same(pending.changes.map((c) => c.what), ['restart']);
+  t.same(pending.changes, [{ what: 'restart', old: 'pending: a restart a watched state asked for did not happen', new: `${LIVE} restarted in the other slot` }]);
+  const env = planRelease(current({ envChanged: true }), args);
+  t.same(env.changes.map((c) => c.old), ['the env file changed since the app started'], 'the env file is newer than the live app: a watch restart that was lost');
   const both = planRelease(current({ restartPending: true, wanted: { kind: 'branch', name: 'main', sha: NEW } }), args);
   t.same(both.changes.map((c) => c.what), ['release', 'phases'], 'a new release restarts anyway');
+});
+
+t.test("the log is repaired when it does not say what current says (a run killed between the switch and its log entry)", async (t) => {
+  const plan = planRelease(current({ records: [rec(LIVE, OLD, 'ready')] }), args);
+  t.same(plan.changes, [{ what: 'release log', old: `${LIVE} is ready`, new: `${LIVE} is active` }]);
+  const lost = planRelease(current({ records: [] }), args);
+  t.same(lost.changes, [{ what: 'release log', old: `${LIVE} is not in it`, new: `${LIVE} is active` }]);
+  t.same(planRelease(current({ records: [], currentId: null, currentSha: null, restartPending: true, wanted: { kind: 'branch', name: 'main', sha: NEW } }), args).changes.map((c) => c.what), ['release', 'phases'], 'nothing live: no log repair, no restart');
 });
