@@ -124,3 +124,13 @@ export class Lock {
     await rm(this.#path, { force: true });
   }
 }
+
+/** Who holds the lock at `path` now, if a live process does (for "running" in agent history). */
+export function liveHolder(path: string): LockOwner | undefined {
+  try {
+    const owner = JSON.parse(readFileSync(path, 'utf8')) as LockOwner;
+    return alive(owner) ? owner : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { ExitCode, InputError, UsageError, errorMessage } from '../errors.js';
 import type { Loaded } from '../load.js';
+import type { Context } from '../modules/types.js';
 import { Lock, LockBusyError } from '../lock.js';
 import { suggest } from '../compile.js';
 import type { CompiledState } from '../compile.js';
@@ -20,6 +21,7 @@ import { postgresChild } from '../postgres/child.js';
 import { Masker } from '../secret.js';
 import { DEFAULT_LOCK, DEFAULT_ROOT, loadFor, withRunContext, type Io, type Parsed } from './context.js';
 export { DEFAULT_LOCK, DEFAULT_ROOT, type Io } from './context.js';
+import { describeLastRun, history, runRecords } from './history.js';
 import { releaseCommand, releasesCommand, rollbackCommand } from './releases.js';
 
 declare const BRINE_VERSION: string | undefined;
@@ -144,21 +146,14 @@ function selectOnly(states: CompiledState[], only: string[]): CompiledState[] {
   return states.filter((s) => wanted.has(s));
 }
 
-/** Runs states under the run lock: the one way apply, --test and status converge or look. */
-async function converge(p: Parsed, io: Io, loaded: Loaded, states: CompiledState[], test: boolean, reporters: Reporter[]): Promise<RunSummary> {
-  return withRunContext(p, io, loaded, `agent apply${test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, async (ctx) => {
-    const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
-    for (const r of reporters) await r.close?.();
-    return summary;
-  });
+/** Runs states with the run's context and reporters; the JSON report prints at the end. */
+async function runStates(p: Parsed, loaded: Loaded, ctx: Context, states: CompiledState[], test: boolean, reporters: Reporter[]): Promise<RunSummary> {
+  const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
+  for (const r of reporters) await r.close?.();
+  return summary;
 }
 
-export async function apply(p: Parsed, io: Io): Promise<number> {
-  const loaded = loadFor(p);
-  const masker: Masker = loaded.pillar.masker;
-  const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
-  // A fleet on the same cron schedule should not converge (and hit the mirror) all at once.
-  if (p.splayMs > 0) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * p.splayMs)));
+function reportersFor(p: Parsed, io: Io, masker: Masker): Reporter[] {
   const reporters: Reporter[] = [];
   if (p.json) reporters.push(new JsonReporter(io.stdout, masker));
   else
@@ -174,78 +169,35 @@ export async function apply(p: Parsed, io: Io): Promise<number> {
     );
   const journal = systemJournal();
   if (journal.available && io.env.BRINE_JOURNAL !== '0') reporters.push(new JournalReporter(journal, masker));
-  const summary = await converge(p, io, loaded, states, p.test, reporters);
+  return reporters;
+}
+
+export async function apply(p: Parsed, io: Io): Promise<number> {
+  // A fleet on the same cron schedule should not converge (and hit the mirror) all at once. The
+  // wait comes first: the tree is read after it, under the lock (withRunContext).
+  if (p.splayMs > 0) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * p.splayMs)));
+  const summary = await withRunContext(p, io, `agent apply${p.test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, (loaded, ctx) => {
+    const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
+    return runStates(p, loaded, ctx, states, p.test, reportersFor(p, io, loaded.pillar.masker));
+  });
   return summary.failed + summary.skipped > 0 ? ExitCode.failed : ExitCode.ok;
-}
-
-interface RunRecord {
-  when: string;
-  runId: string;
-  env: string;
-  startedBy: string;
-  test: boolean;
-  total: number;
-  changed: number;
-  failed: number;
-  skipped: number;
-  durationMs: number;
-}
-
-function runRecord(e: Record<string, string>): RunRecord {
-  return {
-    when: new Date(Number(e.__REALTIME_TIMESTAMP) / 1000).toISOString(),
-    runId: e.BRINE_RUN_ID ?? '',
-    env: e.BRINE_ENV ?? '',
-    startedBy: e.BRINE_STARTED_BY ?? '',
-    test: e.BRINE_TEST === '1',
-    total: Number(e.BRINE_TOTAL ?? 0),
-    changed: Number(e.BRINE_CHANGED_COUNT ?? 0),
-    failed: Number(e.BRINE_FAILED_COUNT ?? 0),
-    skipped: Number(e.BRINE_SKIPPED_COUNT ?? 0),
-    durationMs: Number(e.BRINE_DURATION_MS ?? 0),
-  };
-}
-
-function formatRun(r: RunRecord): string {
-  const when = r.when.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  const mode = r.test ? 'test' : 'apply';
-  const result = r.failed + r.skipped ? 'FAILED' : 'ok';
-  return `${when}  ${r.startedBy.padEnd(9)} ${mode.padEnd(5)} ${r.env.padEnd(11)} ${String(r.total).padStart(6)} ${String(r.changed).padStart(7)} ${String(r.failed + r.skipped).padStart(6)} ${`${(r.durationMs / 1000).toFixed(2)}s`.padStart(8)}  ${result}`;
-}
-
-const RUN_HEADER = `${'WHEN'.padEnd(20)}  ${'HOW'.padEnd(9)} ${'MODE'.padEnd(5)} ${'ENV'.padEnd(11)} ${'STATES'.padStart(6)} ${'CHANGED'.padStart(7)} ${'FAILED'.padStart(6)} ${'TIME'.padStart(8)}  RESULT`;
-
-async function history(p: Parsed, io: Io): Promise<number> {
-  const journal = systemJournal();
-  if (!journal.available) throw new UsageError('no systemd journal here: history is kept on the server');
-  const runs = (await journal.read(['BRINE_EVENT=run-end'], { last: p.last })).map(runRecord);
-  if (p.json) io.stdout(`${JSON.stringify(runs, null, 2)}\n`);
-  else if (runs.length === 0) io.stdout('no runs in the journal yet\n');
-  else io.stdout(`${[RUN_HEADER, ...runs.map(formatRun)].join('\n')}\n`);
-  return ExitCode.ok;
 }
 
 /** The last run, what failed in it, and whether the server is converged now (a --test pass). */
 async function status(p: Parsed, io: Io): Promise<number> {
   const journal = systemJournal();
-  const lastRuns = journal.available ? (await journal.read(['BRINE_EVENT=run-end', 'BRINE_TEST=0'], { last: 1 })).map(runRecord) : [];
-  const last = lastRuns[0];
-  const failedStates = last && last.failed + last.skipped > 0 ? await journal.read([`BRINE_RUN_ID=${last.runId}`, 'BRINE_EVENT=state', 'BRINE_RESULT=failed']) : [];
-  const loaded = loadFor(p);
+  const last = journal.available ? (await runRecords(journal, 20, io.env.BRINE_LOCK ?? DEFAULT_LOCK)).filter((r) => !r.test).at(-1) : undefined;
+  const failedStates = last && last.result === 'failed' ? await journal.read([`BRINE_RUN_ID=${last.runId}`, 'BRINE_EVENT=state', 'BRINE_RESULT=failed']) : [];
   const collected: StateResult[] = [];
   const collector: Reporter = { on: (e) => void (e.kind === 'state-result' && collected.push(e.result)) };
-  const summary = await converge(p, io, loaded, loaded.states, true, [collector]);
+  const { summary, loaded } = await withRunContext(p, io, 'agent status', async (loaded, ctx) => ({ summary: await runStates(p, loaded, ctx, loaded.states, true, [collector]), loaded }));
   const pending = collected.filter((r) => r.status === 'would-change' || r.status === 'failed');
   const converged = pending.length === 0;
   if (p.json) {
     io.stdout(`${loaded.pillar.masker.mask(JSON.stringify({ lastRun: last ?? null, converged, pending: pending.map((r) => ({ id: r.id, function: r.function, status: r.status, changes: r.changes })) }, null, 2))}\n`);
   } else {
     const lines: string[] = [];
-    lines.push(
-      last
-        ? `last run: ${last.when.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${last.startedBy}): ${last.total} states, ${last.changed} changed, ${last.failed + last.skipped} failed, ${(last.durationMs / 1000).toFixed(2)}s`
-        : 'last run: none in the journal',
-    );
+    lines.push(describeLastRun(last));
     for (const f of failedStates) lines.push(`  failed: ${f.BRINE_FUNCTION} ${f.BRINE_NAME}`);
     lines.push(
       converged
@@ -319,7 +271,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       case 'show':
         return show(p, io);
       case 'history':
-        return await history(p, io);
+        return await history(p, io, io.env.BRINE_LOCK ?? DEFAULT_LOCK);
       case 'deploy-key':
         return await deployKey(p.args, p.root, io);
       case '__swap-tree':

@@ -46,14 +46,18 @@ export function loadFor(p: Parsed): Loaded {
 }
 
 /**
- * Runs `use` under the run lock with a run context (the process runner, facts, masker, pillar):
- * what apply, --test, status and rollback do to the system, they do in here.
+ * Takes the run lock, then reads the tree (states and pillar) for the server's environment and
+ * runs `use` with it and a run context (the process runner, facts, masker, pillar): what apply,
+ * --test, status and rollback do to the system, they do in here. The tree is read only once the
+ * lock is held, so a tree bootstrap.sh swapped in (under the same lock) while this run waited is
+ * the one it applies — never one read before.
  */
-export async function withRunContext<T>(p: Parsed, io: Io, loaded: Loaded, command: string, use: (ctx: Context) => Promise<T>): Promise<T> {
-  const masker = loaded.pillar.masker;
+export async function withRunContext<T>(p: Parsed, io: Io, command: string, use: (loaded: Loaded, ctx: Context) => Promise<T>): Promise<T> {
   const lock = new Lock(io.env.BRINE_LOCK ?? DEFAULT_LOCK);
   await lock.acquire(command, p.waitMs);
   try {
+    const loaded = loadFor(p);
+    const masker = loaded.pillar.masker;
     const ctx: Context = {
       runner: createRunner(masker),
       facts: new Facts(),
@@ -65,7 +69,7 @@ export async function withRunContext<T>(p: Parsed, io: Io, loaded: Loaded, comma
       startedBy: p.startedBy,
     };
     try {
-      return await use(ctx);
+      return await use(loaded, ctx);
     } finally {
       await ctx.facts.dispose();
     }

@@ -7,6 +7,7 @@ import type { CompiledState } from '../compile.js';
 import { clearHolds, readReleases, rollback } from '../releases/deploy.js';
 import type { ReleaseArgs } from '../releases/args.js';
 import { PHASES, type ReleaseRecord } from '../releases/log.js';
+import type { Masker } from '../secret.js';
 import { loadFor, withRunContext, type Io, type Parsed } from './context.js';
 
 /** The release.deployed states `--app` picks (its id, its root, or the root's last part). */
@@ -92,15 +93,16 @@ export async function releasesCommand(p: Parsed, io: Io): Promise<number> {
 
 export async function rollbackCommand(p: Parsed, io: Io): Promise<number> {
   if (p.args.length > 1) throw new UsageError(`rollback takes one release at most, got ${p.args.join(' ')}`);
-  const loaded = loadFor(p);
-  const state = oneApp(loaded.states, p.app, 'rollback');
-  const args = state.args as ReleaseArgs;
-  const masker = loaded.pillar.masker;
   const journal = systemJournal();
+  let app: { args: ReleaseArgs; env: string; masker: Masker } | undefined;
   const entry = (fields: Record<string, string | number | undefined>) =>
-    journal.available && io.env.BRINE_JOURNAL !== '0' ? journal.write([{ BRINE_EVENT: 'rollback', BRINE_ENV: loaded.env, BRINE_STARTED_BY: p.startedBy, BRINE_APP: args.name, ...fields }]).catch(() => undefined) : undefined;
+    journal.available && io.env.BRINE_JOURNAL !== '0' && app ? journal.write([{ BRINE_EVENT: 'rollback', BRINE_ENV: app.env, BRINE_STARTED_BY: p.startedBy, BRINE_APP: app.args.name, ...fields }]).catch(() => undefined) : undefined;
   try {
-    const result = await withRunContext(p, io, loaded, `agent rollback${p.args[0] ? ` ${p.args[0]}` : ''}`, (ctx) => rollback(args, ctx, { to: p.args[0], force: p.force }));
+    const result = await withRunContext(p, io, `agent rollback${p.args[0] ? ` ${p.args[0]}` : ''}`, (loaded, ctx) => {
+      app = { args: oneApp(loaded.states, p.app, 'rollback').args as ReleaseArgs, env: loaded.env, masker: loaded.pillar.masker };
+      return rollback(app.args, ctx, { to: p.args[0], force: p.force });
+    });
+    const args = app!.args;
     const from = result.from ? `${result.from.id} (${result.from.sha.slice(0, 7)})` : 'nothing';
     const to = `${result.to.id} (${result.to.sha.slice(0, 7)})`;
     const message = `rolled back ${args.name}: ${from} → ${to} in ${(result.ms / 1000).toFixed(2)} s${result.report ? ` (slot ${result.report.to})` : ''}`;
@@ -109,23 +111,22 @@ export async function rollbackCommand(p: Parsed, io: Io): Promise<number> {
     await entry({ PRIORITY: 4, BRINE_FROM: result.from?.id, BRINE_TO: result.to.id, BRINE_DURATION_MS: result.ms, MESSAGE: message });
     return ExitCode.ok;
   } catch (err) {
-    if (err instanceof UsageError) throw err;
-    const message = masker.mask(errorMessage(err));
+    // Input errors, usage errors and a busy lock are main's to report; a rollback that failed is ours.
+    if (!app || err instanceof UsageError) throw err;
+    const message = app.masker.mask(errorMessage(err));
     io.stderr(`agent rollback: ${message}\n`);
-    await entry({ PRIORITY: 3, BRINE_RESULT: 'failed', MESSAGE: `rollback of ${args.name} failed: ${message}` });
+    await entry({ PRIORITY: 3, BRINE_RESULT: 'failed', MESSAGE: `rollback of ${app.args.name} failed: ${message}` });
     return ExitCode.failed;
   }
 }
 
 /** Converges the release states now; with --retry, first lifts the holds on failed commits. */
 export async function releaseCommand(p: Parsed, io: Io, apply: (p: Parsed, io: Io) => Promise<number>): Promise<number> {
-  const loaded = loadFor(p);
-  const states = releaseStates(loaded.states, p.app);
-  if (p.retry) {
-    for (const state of states) {
-      const lifted = await withRunContext(p, io, loaded, 'agent release --retry', () => clearHolds(state.args as ReleaseArgs));
-      for (const r of lifted) io.stdout(`${state.args.name}: ${r.sha.slice(0, 7)} (${r.id}) is no longer held back\n`);
-    }
-  }
-  return apply({ ...p, only: states.map((s) => s.id) }, io);
+  const ids = await withRunContext(p, io, `agent release${p.retry ? ' --retry' : ''}`, async (loaded) => {
+    const states = releaseStates(loaded.states, p.app);
+    if (p.retry)
+      for (const state of states) for (const r of await clearHolds(state.args as ReleaseArgs)) io.stdout(`${state.args.name}: ${r.sha.slice(0, 7)} (${r.id}) is no longer held back\n`);
+    return states.map((s) => s.id);
+  });
+  return apply({ ...p, only: ids }, io);
 }

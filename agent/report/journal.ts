@@ -1,5 +1,6 @@
-// Every run and every state result, as structured journal entries (masked), written when the run
-// ends so logging never slows a state down. A state that changed, failed or was skipped gets an
+// Every run and every state result, as structured journal entries (masked). The run's start is
+// written as it starts, so a run that is killed still shows (as interrupted, in `agent history`);
+// the rest when the run ends, so logging never slows a state down. A state that changed, failed or was skipped gets an
 // entry of its own (`journalctl -t agent BRINE_RESULT=failed`); those already correct are listed
 // in the run's entry.
 import type { Journal, JournalFields } from '../journal.js';
@@ -20,6 +21,8 @@ export class JournalReporter implements Reporter {
   readonly #masker: Masker;
   #entries: JournalFields[] = [];
   #run: JournalFields = {};
+  /** The run-start entry, on its way while the run goes on. */
+  #started: Promise<void> | undefined;
   #unchanged: string[] = [];
 
   constructor(journal: Journal, masker: Masker) {
@@ -38,7 +41,8 @@ export class JournalReporter implements Reporter {
       case 'run-start':
         this.#unchanged = [];
         this.#run = { BRINE_RUN_ID: event.runId, BRINE_ENV: event.env, BRINE_TEST: event.test, BRINE_STARTED_BY: event.startedBy };
-        this.#add({ BRINE_EVENT: 'run-start', PRIORITY: 6, BRINE_STATES: event.states, MESSAGE: `run started: ${event.test ? 'apply --test' : 'apply'} (${event.startedBy}), ${event.states} states` });
+        this.#add({ BRINE_EVENT: 'run-start', PRIORITY: 6, BRINE_STATES: event.states, BRINE_PID: process.pid, MESSAGE: `run started: ${event.test ? 'apply --test' : 'apply'} (${event.startedBy}), ${event.states} states` });
+        this.#started = this.#journal.write(this.#entries.splice(0)).catch(() => undefined);
         return;
       case 'state-start':
         return;
@@ -89,6 +93,7 @@ export class JournalReporter implements Reporter {
   }
 
   async close(): Promise<void> {
+    await this.#started;
     const entries = this.#entries;
     this.#entries = [];
     await this.#journal.write(entries);

@@ -34,7 +34,9 @@ t.test('a run entry, an entry per state that changed, failed or was skipped; the
     summary: { runId: 'run-1', env: 'staging', test: false, startedBy: 'cron', total: 4, ok: 2, changed: 1, failed: 1, skipped: 0, notNeeded: 1, durationMs: 120 },
     results: [],
   });
-  t.same(written, [], 'nothing is written before the run ends');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(written.map((e) => e.BRINE_EVENT), ['run-start'], "the run's start is written as it starts (a killed run still shows); the rest waits for the end");
+  t.equal(written[0]!.BRINE_PID, process.pid);
   await r.close();
   t.same(written.map((e) => [e.BRINE_EVENT, e.BRINE_STATE_ID, e.BRINE_RESULT]), [
     ['run-start', undefined, undefined],
