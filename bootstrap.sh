@@ -6,7 +6,8 @@
 # and Node.js >= 18.19, syncs the agent bundle, states/ and the pillar of ENV (never another
 # environment's), installs /usr/local/bin/agent and runs `agent apply`. Its exit code is the
 # agent's (0 converged, 2 a state failed), or: 1 usage, 3 invalid local input (nothing sent),
-# 5 SSH or host-key problem (nothing sent), 6 the server cannot be prepared.
+# 5 SSH or host-key problem (nothing sent), 6 the server cannot be prepared, 7 the server is
+# another environment's (nothing sent; --switch-environment to make it this one's).
 set -euo pipefail
 
 usage() {
@@ -20,6 +21,8 @@ options:
   -i, --identity FILE     the SSH private key to log in with (default: ssh's own choice)
   --known-hosts FILE      where host keys are pinned (default: pillar/known_hosts)
   --test                  sync, then run `agent apply --test`: show what would change
+  --switch-environment    the server was bootstrapped for another environment: make it ENV's
+                          (the old environment's pillar and secrets are removed from it)
   -h, --help
 
 The first connection to a host records its key in the known-hosts file (trust on first use;
@@ -31,13 +34,14 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 fail() { local code=$1; shift; printf 'bootstrap: error: %s\n' "$*" >&2; exit "$code"; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-target="" env="" identity="" known_hosts="$repo/pillar/known_hosts" apply_args=(apply)
+target="" env="" identity="" known_hosts="$repo/pillar/known_hosts" apply_args=(apply) switch_env=false
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     -i|--identity) [ $# -ge 2 ] || fail 1 "$1 needs a file"; identity=$2; shift 2 ;;
     --known-hosts) [ $# -ge 2 ] || fail 1 "$1 needs a file"; known_hosts=$2; shift 2 ;;
     --test) apply_args=(apply --test); shift ;;
+    --switch-environment) switch_env=true; shift ;;
     -*) usage >&2; fail 1 "unknown option $1" ;;
     *)
       if [ -z "$target" ]; then target=$1
@@ -86,7 +90,10 @@ fi
 
 # Exactly what the server will hold: states/, the top-level pillar files and pillar/ENV/.
 stage=$(mktemp -d "${TMPDIR:-/tmp}/brine-bootstrap.XXXXXX")
-trap 'rm -rf "$stage"' EXIT
+# ssh's control socket needs a short path (a unix socket's is at most 107 bytes; macOS's TMPDIR
+# alone is about 50): a directory of its own in /tmp, and %C (a hash) for the name.
+ctl=$(mktemp -d /tmp/brine-ssh.XXXXXX)
+trap 'rm -rf "$stage" "$ctl"' EXIT
 mkdir -p "$stage/srv/pillar"
 cp -a "$repo/states" "$stage/srv/states"
 find "$repo/pillar" -mindepth 1 -maxdepth 1 -type f -name '*.yaml' ! -name '*.example.yaml' -exec cp -a {} "$stage/srv/pillar/" \;
@@ -105,7 +112,7 @@ mkdir -p "$(dirname "$known_hosts")"
 touch "$known_hosts"
 ssh_opts=(-p "$port" -o "UserKnownHostsFile=$known_hosts" -o StrictHostKeyChecking=accept-new
   -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o BatchMode=yes -o ConnectTimeout=15 -o LogLevel=ERROR
-  -o ControlMaster=auto -o "ControlPath=$stage/ssh-%C" -o ControlPersist=120)
+  -o ControlMaster=auto -o "ControlPath=$ctl/%C" -o ControlPersist=120)
 [ -n "$identity" ] && ssh_opts+=(-i "$identity" -o IdentitiesOnly=yes)
 key_name=$host
 [ "$port" != 22 ] && key_name="[$host]:$port"
@@ -118,6 +125,9 @@ if ! out=$(ssh "${ssh_opts[@]}" "$user@$host" true 2>&1); then
     fail 5 "the host key of $key_name is not the one pinned in ${known_hosts#$repo/}: the server was reinstalled, or someone is in the middle. Nothing was sent. If the change is expected, remove its line (ssh-keygen -R '$key_name' -f ${known_hosts#$repo/}) and run again."
   fi
   printf '%s\n' "$out" >&2
+  if grep -qiE 'ControlPath .*too long|too long for Unix domain socket' <<<"$out"; then
+    fail 5 "ssh's control socket path is too long ($ctl): set TMPDIR to a shorter directory"
+  fi
   fail 5 "cannot log in to $user@$key_name over SSH"
 fi
 if $first_use; then
@@ -134,6 +144,15 @@ if [ "$user" != root ]; then
   rsync_path="sudo -n rsync"
 fi
 remote() { ssh "${ssh_opts[@]}" "$user@$host" "${sudo[@]}" "$@"; }
+
+# A server of another environment is not silently made this one's: its secrets would be replaced.
+current_env=$(remote cat /srv/brine/environment 2>/dev/null | tr -d '[:space:]' || true)
+if [ -n "$current_env" ] && [ "$current_env" != "$env" ]; then
+  if ! $switch_env; then
+    fail 7 "$host is a $current_env server (/srv/brine/environment); bootstrapping it as $env is refused and nothing was sent. To make it a $env server, run again with --switch-environment: $current_env's pillar and secrets are removed from it, and what the states made from them (the app's .env, the database role's password, the deploy key…) is rewritten with $env's values; anything only $current_env's states made stays and is yours to check."
+  fi
+  say "switching $host from $current_env to $env: $current_env's pillar and secrets are removed from /srv/brine, and the states rewrite what was made from them with $env's values (anything only $current_env's states made stays)"
+fi
 
 # --- 3. Prepare the host: rsync and Node.js >= 18.19 from the distro --------------------------------
 prepare=$(cat <<'SH'

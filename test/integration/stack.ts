@@ -55,14 +55,14 @@ export interface BootstrapResult {
 }
 
 /** Runs the workspace's bootstrap.sh; `stream` shows its output as it goes (the demo). */
-export async function bootstrap(ws: Workspace, args: string[], options: { stream?: boolean } = {}): Promise<BootstrapResult> {
+export async function bootstrap(ws: Workspace, args: string[], options: { stream?: boolean; env?: Record<string, string> } = {}): Promise<BootstrapResult> {
   const r = await execa('bash', [join(ws.dir, 'bootstrap.sh'), ...args, '-i', ws.key], {
     cwd: ws.dir,
     reject: false,
     timeout: 900_000,
     ...(options.stream ? { stdout: ['pipe', 'inherit'], stderr: ['pipe', 'inherit'] } : {}),
     // A HOME of its own: the tester's ~/.ssh must not take part.
-    env: { HOME: join(ws.dir, 'home'), PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' },
+    env: { HOME: join(ws.dir, 'home'), PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...options.env },
     extendEnv: false,
   });
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), output: `${r.stdout}\n${r.stderr}` };
