@@ -3,10 +3,11 @@
 // `secrets*.yaml` are wrapped in `Secret`. Only the chosen environment's folder is ever read, so
 // another environment's secrets can't leak into this one's run.
 import { Ajv } from 'ajv';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join, relative } from 'node:path';
 import { InputError } from './errors.js';
 import { MIN_MASKED_LENGTH, Masker, Secret, revealDeep } from './secret.js';
+import { Tree } from './treefile.js';
 import { parseYaml } from './yamlfile.js';
 
 export type PillarTree = Record<string, unknown>;
@@ -49,20 +50,21 @@ function wrapSecrets(value: unknown, path: string, file: string): unknown {
 const isPillarFile = (name: string) => /\.ya?ml$/.test(name) && !/\.example\.ya?ml$/.test(name) && !/^schema\.ya?ml$/.test(name);
 const isSecretsFile = (name: string) => /^secrets.*\.ya?ml$/.test(name);
 
-function pillarFiles(pillarDir: string, env: string): string[] {
-  const shared = readdirSync(pillarDir).filter((f) => isPillarFile(f) && isSecretsFile(f));
+/** The pillar files of an environment, relative to the pillar tree, in merge order. */
+function pillarFiles(tree: Tree, env: string): string[] {
+  const shared = readdirSync(tree.root).filter((f) => isPillarFile(f) && isSecretsFile(f));
   if (shared.length > 0)
-    throw new InputError('secrets belong in pillar/ENV/: a secrets file here would reach the servers of every environment', { file: `pillar/${shared[0]}` });
-  const top = readdirSync(pillarDir, { withFileTypes: true })
-    .filter((d) => d.isFile() && isPillarFile(d.name) && !isSecretsFile(d.name))
+    throw new InputError('secrets belong in pillar/ENV/: a secrets file here would reach the servers of every environment', { file: tree.show(shared[0]!) });
+  // Files (and links, which tree.text checks) at the top; directories are environments.
+  const top = readdirSync(tree.root, { withFileTypes: true })
+    .filter((d) => !d.isDirectory() && isPillarFile(d.name) && !isSecretsFile(d.name))
     .map((d) => d.name)
     .sort((a, b) => (a.startsWith('common.') ? -1 : b.startsWith('common.') ? 1 : a.localeCompare(b)));
-  const envDir = join(pillarDir, env);
   // Secrets last, so an environment's secrets win over its plain values.
-  const envFiles = readdirSync(envDir)
+  const envFiles = readdirSync(join(tree.root, env))
     .filter(isPillarFile)
     .sort((a, b) => Number(isSecretsFile(a)) - Number(isSecretsFile(b)) || a.localeCompare(b));
-  return [...top.map((f) => join(pillarDir, f)), ...envFiles.map((f) => join(envDir, f))];
+  return [...top, ...envFiles.map((f) => join(env, f))];
 }
 
 /** The environments a pillar tree defines (its sub-folders). */
@@ -75,33 +77,44 @@ export function environments(pillarDir: string): string[] {
 }
 
 export function loadPillar(pillarDir: string, env: string, shownBase = join(pillarDir, '..')): Pillar {
-  const show = (p: string) => relative(shownBase, p) || p;
+  const tree = new Tree(pillarDir, relative(shownBase, pillarDir) || 'pillar');
   if (!ENV_NAME.test(env)) throw new InputError(`invalid environment name "${env}" (lowercase letters, digits, - and _)`);
-  if (!existsSync(join(pillarDir, env))) {
+  const envDir = statOrNull(join(pillarDir, env));
+  if (!envDir) {
     const known = environments(pillarDir);
-    throw new InputError(`unknown environment "${env}": there is no ${show(join(pillarDir, env))}/ (known: ${known.join(', ') || 'none'})`);
+    throw new InputError(`unknown environment "${env}": there is no ${tree.show(env)}/ (known: ${known.join(', ') || 'none'})`);
   }
-  const files = pillarFiles(pillarDir, env);
+  if (!envDir.isDirectory()) throw new InputError(`${tree.show(env)} is a file, not a directory: an environment's pillar is a directory`, { file: tree.show(env) });
+  const files = pillarFiles(tree, env);
   let data: PillarTree = {};
   for (const file of files) {
     const secret = isSecretsFile(file.split('/').pop()!);
-    let value = parseYaml(readFileSync(file, 'utf8'), show(file), { secret }).toJS();
+    const shown = tree.show(file);
+    let value = parseYaml(tree.text(file, { place: { file: shown } }), shown, { secret }).toJS();
     if (value === null || value === undefined) continue;
-    if (!isPlainObject(value)) throw new InputError('a pillar file must be a mapping of keys to values', { file: show(file), line: 1 });
-    if (secret) value = wrapSecrets(value, '', show(file));
+    if (!isPlainObject(value)) throw new InputError('a pillar file must be a mapping of keys to values', { file: shown, line: 1 });
+    if (secret) value = wrapSecrets(value, '', shown);
     data = deepMerge(data, value as PillarTree);
   }
   const masker = new Masker();
   masker.addFrom(data);
-  const pillar: Pillar = { env, data, files: files.map(show), masker };
-  for (const schemaFile of [join(pillarDir, 'schema.yaml'), join(pillarDir, env, 'schema.yaml')])
-    if (existsSync(schemaFile)) checkSchema(pillar, schemaFile, show(schemaFile));
+  const pillar: Pillar = { env, data, files: files.map((f) => tree.show(f)), masker };
+  for (const schemaFile of ['schema.yaml', join(env, 'schema.yaml')]) if (tree.resolve(schemaFile) !== null) checkSchema(pillar, tree, schemaFile);
   return pillar;
 }
 
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
 /** pillar/schema.yaml: a JSON Schema the merged pillar must satisfy (e.g. required secrets). */
-function checkSchema(pillar: Pillar, schemaFile: string, shown: string): void {
-  const schema = parseYaml(readFileSync(schemaFile, 'utf8'), shown).toJS() as object;
+function checkSchema(pillar: Pillar, tree: Tree, schemaFile: string): void {
+  const shown = tree.show(schemaFile);
+  const schema = parseYaml(tree.text(schemaFile, { place: { file: shown } }), shown).toJS() as object;
   const ajv = new Ajv({ allErrors: true, strict: false });
   let validate;
   try {

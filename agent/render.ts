@@ -3,9 +3,10 @@
 // string in a config file. Optional keys are read with `pillar.get('a:b', default)`, as in Salt.
 import nunjucks from 'nunjucks';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { InputError } from './errors.js';
 import { revealDeep } from './secret.js';
+import { Tree } from './treefile.js';
 import type { Grains } from './grains.js';
 
 export class UndefinedKeyError extends Error {
@@ -56,6 +57,7 @@ export interface RenderScope {
 
 export class Renderer {
   readonly #env: nunjucks.Environment;
+  readonly #loader: TreeTemplateLoader;
   readonly #scope: Record<string, unknown>;
   readonly #baseDir: string;
 
@@ -64,7 +66,8 @@ export class Renderer {
 
   constructor(baseDir: string, scope: RenderScope) {
     this.#baseDir = baseDir;
-    this.#env = new nunjucks.Environment(new nunjucks.FileSystemLoader(baseDir, { noCache: false }), {
+    this.#loader = new TreeTemplateLoader(new Tree(baseDir, 'states'));
+    this.#env = new nunjucks.Environment(this.#loader as unknown as nunjucks.ILoader, {
       autoescape: false,
       throwOnUndefined: true,
     });
@@ -78,18 +81,27 @@ export class Renderer {
 
   /** Renders text read from `file` (shown in errors, relative to the states dir). */
   renderString(text: string, file: string, extra: Record<string, unknown> = {}): string {
+    this.#loader.refused = undefined;
     try {
-      return this.#env.renderString(text, { ...this.#scope, ...extra }, { path: file } as never) as unknown as string;
+      // Its path in the tree, so that `{% include './x.j2' %}` is found next to it.
+      const path = file.startsWith('states/') ? join(this.#baseDir, file.slice('states/'.length)) : file;
+      return this.#env.renderString(text, { ...this.#scope, ...extra }, { path } as never) as unknown as string;
     } catch (err) {
-      throw toInputError(err, file, text, this.#show);
+      throw this.#refusal(file, text) ?? toInputError(err, file, text, this.#show);
     }
   }
 
   /** Renders a template file, relative to the states dir. */
   renderFile(path: string, extra: Record<string, unknown> = {}): string {
+    this.#loader.refused = undefined;
+    const tree = this.#loader.tree;
+    // The template itself must be a file of the tree: if not, the state that names it is at fault.
+    if (tree.resolve(path, { key: 'source' }) === null) throw new InputError(`${tree.show(path)} does not exist (templates are relative to states/)`, { key: 'source' });
     try {
       return this.#env.render(path, { ...this.#scope, ...extra });
     } catch (err) {
+      const refused = this.#refusal(tree.show(path), undefined, path);
+      if (refused) throw refused;
       let source: string | undefined;
       try {
         source = readFileSync(join(this.#baseDir, path), 'utf8');
@@ -102,6 +114,58 @@ export class Renderer {
 
   get baseDir(): string {
     return this.#baseDir;
+  }
+
+  /**
+   * A template the last render could not load: reported as the state's own problem when it is the
+   * template the state names, else at the line of the file that includes or imports it.
+   */
+  #refusal(file: string, text: string | undefined, top?: string): InputError | undefined {
+    const refused = this.#loader.refused;
+    if (!refused) return undefined;
+    if (refused.name === top) return new InputError(refused.error.message, { key: 'source' });
+    let source = text;
+    if (source === undefined && top !== undefined) source = readFileSync(join(this.#baseDir, top), 'utf8');
+    const line = source ? source.split('\n').findIndex((l) => l.includes(refused.name.split('/').pop()!)) + 1 || undefined : undefined;
+    return new InputError(refused.error.message, { file, line });
+  }
+}
+
+/**
+ * Templates, includes and imports come from the states tree only, as treefile.ts reads it: a name
+ * that resolves outside it (../../etc/shadow, an absolute path, a link out), a device or a FIFO is
+ * refused with an InputError, which renderFile and renderString pass on as it is.
+ */
+class TreeTemplateLoader extends nunjucks.Loader {
+  readonly tree: Tree;
+  /** What the last render refused to load, and the name it was asked for (nunjucks keeps only the text). */
+  refused: { name: string; error: InputError } | undefined;
+
+  constructor(tree: Tree) {
+    super();
+    this.tree = tree;
+  }
+
+  /** `./x` and `../x` are relative to the including template: resolved here, within the tree. */
+  override isRelative(name: string): boolean {
+    return name.startsWith('./') || name.startsWith('../');
+  }
+
+  override resolve(from: string, to: string): string {
+    const fromRel = isAbsolute(from) ? relative(this.tree.root, from) : from;
+    return normalize(join(dirname(fromRel), to));
+  }
+
+  getSource(name: string): { src: string; path: string; noCache: boolean } | null {
+    // The including template's own path comes back as the parent of relative names.
+    const rel = isAbsolute(name) && name.startsWith(`${this.tree.root}/`) ? name.slice(this.tree.root.length + 1) : name;
+    try {
+      if (this.tree.resolve(rel) === null) return null;
+      return { src: this.tree.text(rel), path: join(this.tree.root, rel), noCache: false };
+    } catch (err) {
+      if (err instanceof InputError) this.refused = { name: rel, error: err };
+      throw err;
+    }
   }
 }
 
@@ -120,7 +184,7 @@ function toInputError(err: unknown, file: string, source: string | undefined, sh
   const inner = paths.pop();
   let innerSource = source;
   let shownFile = file;
-  if (inner && inner !== file) {
+  if (inner && inner !== file && show(inner) !== file) {
     shownFile = show(inner);
     try {
       innerSource = readFileSync(inner, 'utf8');

@@ -11,12 +11,12 @@
 //                                    - enable: true
 //                                    - watch:
 //                                      - file: nginx-site
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Node, Pair, YAMLMap } from 'yaml';
 import { splitCommand } from './argv.js';
 import { InputError, throwCollected } from './errors.js';
 import type { Renderer } from './render.js';
+import { Tree } from './treefile.js';
 import { isMap, isScalar, isSeq, parseYaml, type YamlFile } from './yamlfile.js';
 
 export const REQUISITE_KINDS = ['require', 'watch', 'onchanges', 'onfail'] as const;
@@ -71,11 +71,15 @@ export interface StateTree {
 const CONDITION_KEYS = ['onlyif', 'unless', 'creates'] as const;
 const SLS_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
-/** `web.nginx` → states/web/nginx.yaml, or states/web/nginx/init.yaml (as Salt resolves SLS names). */
-export function slsPath(statesDir: string, sls: string): string | undefined {
-  const base = join(statesDir, ...sls.split('.'));
+/**
+ * `web.nginx` → states/web/nginx.yaml, or states/web/nginx/init.yaml (as Salt resolves SLS names).
+ * A candidate that resolves outside the states tree is an InputError (treefile.ts).
+ */
+export function slsPath(statesDir: string, sls: string, place?: Place): string | undefined {
+  const tree = new Tree(statesDir, 'states');
+  const base = join(...sls.split('.'));
   for (const candidate of [`${base}.yaml`, `${base}.sls`, join(base, 'init.yaml'), join(base, 'init.sls')])
-    if (existsSync(candidate)) return candidate;
+    if (tree.resolve(candidate, place) !== null) return join(statesDir, candidate);
   return undefined;
 }
 
@@ -87,9 +91,9 @@ function globMatch(pattern: string, text: string): boolean {
 /** The SLS names top.yaml selects for an environment, in order, without repeats. */
 export function topFor(statesDir: string, env: string): { sls: string; place: Place }[] {
   const file = 'top.yaml';
-  const path = join(statesDir, file);
-  if (!existsSync(path)) throw new InputError('missing: the top file says which state files apply to which environment', { file: `states/${file}` });
-  const y = parseYaml(readFileSync(path, 'utf8'), `states/${file}`);
+  const tree = new Tree(statesDir, 'states');
+  if (tree.resolve(file) === null) throw new InputError('missing: the top file says which state files apply to which environment', { file: `states/${file}` });
+  const y = parseYaml(tree.text(file, { place: { file: `states/${file}` } }), `states/${file}`);
   const root = y.doc.contents;
   if (!isMap(root)) throw new InputError('the top file must map environments (or "*") to lists of state files', { file: y.file, line: 1 });
   const out: { sls: string; place: Place }[] = [];
@@ -124,15 +128,23 @@ export class TreeLoader {
   load(sls: string, from: Place): void {
     if (this.#loaded.has(sls)) return;
     this.#loaded.add(sls);
-    const path = slsPath(this.#statesDir, sls);
+    let path: string | undefined;
+    try {
+      path = slsPath(this.#statesDir, sls, from);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      this.errors.push(err);
+      return;
+    }
     if (!path) {
       this.errors.push(new InputError(`no state file for "${sls}" (looked for states/${sls.split('.').join('/')}.yaml)`, from));
       return;
     }
-    const file = `states/${path.slice(this.#statesDir.length + 1)}`;
+    const rel = path.slice(this.#statesDir.length + 1);
+    const file = `states/${rel}`;
     let y: YamlFile;
     try {
-      const text = this.#renderer.renderString(readFileSync(path, 'utf8'), file);
+      const text = this.#renderer.renderString(new Tree(this.#statesDir, 'states').text(rel, { place: { file } }), file);
       y = parseYaml(text, file);
     } catch (err) {
       if (err instanceof InputError) this.errors.push(err);

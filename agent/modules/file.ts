@@ -18,10 +18,12 @@
 // Files are replaced atomically (a temp file in the same directory, fsynced, renamed over the old
 // one), so a killed run leaves either the old file or the new one, never half of either.
 import { Type } from '@sinclair/typebox';
+import { isUtf8 } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { dirname, resolve, isAbsolute } from 'node:path';
 import { findGroup, findUser } from '../accounts.js';
-import { contentArgs, contentProblems, wantedContent } from '../content.js';
+import { contentArgs, contentProblems, wantedContent, type Content } from '../content.js';
 import { InputError } from '../errors.js';
 import { lstatPath, symlinkAtomic, unifiedDiff, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { commandArgv } from '../argv.js';
@@ -129,11 +131,20 @@ const ManagedArgs = Type.Object(
 interface ManagedCurrent {
   path: PathFacts | null;
   owner: OwnerNow | null;
-  content: string | null;
+  /** The file's bytes now. */
+  content: Buffer | null;
   /** undefined: the state names no content (only existence, owner and mode are managed). */
-  wantedContent: string | undefined;
+  wantedContent: Content | undefined;
   wanted: OwnerWanted;
 }
+
+/** `1,032 bytes, sha256 3f2a…`: how bytes that are not text are shown in a change. */
+function describeBytes(content: Content): string {
+  const bytes = Buffer.from(content);
+  return `${bytes.length.toLocaleString('en')} bytes, sha256 ${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}…`;
+}
+
+const asText = (c: Content | null | undefined): string | undefined => (c === null || c === undefined ? undefined : typeof c === 'string' ? c : isUtf8(c) ? c.toString('utf8') : undefined);
 
 const managed = stateFunction(ManagedArgs, {
   validate(args) {
@@ -152,10 +163,10 @@ const managed = stateFunction(ManagedArgs, {
   async check(args, ctx): Promise<ManagedCurrent> {
     const path = await lstatPath(args.name);
     const wanted = await resolveOwner(args);
-    const content = path?.kind === 'file' ? await fs.readFile(args.name, 'utf8') : null;
+    const content = path?.kind === 'file' ? await fs.readFile(args.name) : null;
     const wantedText = wantedContent(args, ctx);
     // A file that holds a secret is never world-readable, even if no mode was asked for.
-    if (ctx.masker.contains(wantedText ?? content ?? '')) {
+    if (ctx.masker.contains(Buffer.from(wantedText ?? content ?? '').toString('utf8'))) {
       if (wanted.mode !== undefined && wanted.mode & 0o007)
         throw new Error(`mode ${formatMode(wanted.mode)} would make a file holding a secret world-readable`);
       if (wanted.mode === undefined && (!path || path.mode & 0o007)) wanted.mode = 0o600 | ((path?.mode ?? 0) & 0o070);
@@ -168,13 +179,20 @@ const managed = stateFunction(ManagedArgs, {
     const want = current.wantedContent;
     const changes: Change[] = [];
     if (!path) {
-      changes.push({ what: 'file', old: null, new: 'created', diff: unifiedDiff(args.name, '', want ?? '') });
+      const text = want === undefined ? '' : asText(want);
+      changes.push(text === undefined ? { what: 'file', old: null, new: `created (${describeBytes(want!)})` } : { what: 'file', old: null, new: 'created', diff: unifiedDiff(args.name, '', text) });
       // A new file gets the default mode 0644 unless a mode is asked for.
       const wanted = { ...current.wanted, mode: current.wanted.mode ?? 0o644 };
       changes.push(...ownerChanges(null, wanted));
     } else {
-      if (want !== undefined && args.replace && content !== want)
-        changes.push({ what: 'content', diff: unifiedDiff(args.name, content ?? '', want, { hideOld: !(path.mode & 0o004) }) });
+      if (want !== undefined && args.replace && !(content !== null && content.equals(Buffer.from(want)))) {
+        const [before, after] = [asText(content ?? Buffer.alloc(0)), asText(want)];
+        changes.push(
+          before !== undefined && after !== undefined
+            ? { what: 'content', diff: unifiedDiff(args.name, before, after, { hideOld: !(path.mode & 0o004) }) }
+            : { what: 'content', old: describeBytes(content ?? ''), new: describeBytes(want) },
+        );
+      }
       changes.push(...ownerChanges(current.owner, current.wanted));
     }
     return { changes, reason: changes.length ? undefined : 'the file is in the correct state' };

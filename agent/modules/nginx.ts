@@ -29,7 +29,7 @@
 import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { join, resolve } from "node:path";
-import { contentArgs, contentProblems, wantedContent as contentOf } from '../content.js';
+import { contentArgs, contentProblems, wantedText as contentOf } from '../content.js';
 import { clearPending, isPending, lstatPath, markPending, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { changeLive, reloadIfRunning, snapshot, testConfig } from '../nginx/live.js';
 import { formatMode } from './common.js';
