@@ -58,7 +58,7 @@ function describeArgError(errors: ErrorObject[], schema: TSchema): { arg: string
   const union = errors.find((e) => e.keyword === 'anyOf');
   const e = union && !sorted.some((s) => s.instancePath.length > union.instancePath.length) ? union : sorted[0]!;
   const path = e.instancePath.split('/').filter(Boolean);
-  const properties = (schema as { properties?: Record<string, TSchema & { hint?: string }> }).properties ?? {};
+  const properties = (schema as { properties?: Record<string, TSchema & { hint?: string; patternHint?: string }> }).properties ?? {};
   if (e.keyword === 'additionalProperties' && path.length > 0) {
     // Inside a mapping argument (env: {…}): that key is not allowed there.
     const extra = (e.params as { additionalProperty: string }).additionalProperty;
@@ -75,7 +75,11 @@ function describeArgError(errors: ErrorObject[], schema: TSchema): { arg: string
   }
   const arg = path[0] ?? '(arguments)';
   const where = path.length > 1 ? `${path.slice(1).join('.')} ` : '';
-  const hint = properties[arg]?.hint;
+  // A value of the right type that does not match (a quoted '0999') gets the pattern's own hint.
+  const hints = properties[arg] as { hint?: string; patternHint?: string } | undefined;
+  const hint = e.keyword === 'pattern' && hints?.patternHint ? hints.patternHint : hints?.hint;
+  // A pattern says nothing to a user; its hint does.
+  if (e.keyword === 'pattern' && hint) return { arg, message: `${where}is not valid: ${hint}` };
   const message = e.keyword === 'anyOf' ? 'has the wrong type' : (e.message ?? 'is invalid');
   return { arg, message: `${where}${message}${hint ? `: ${hint}` : ''}` };
 }
@@ -110,6 +114,7 @@ export function compile(states: StateDecl[], registry: Registry): CompiledState[
     compiled.push({ ...decl, function: fn, deps: [] });
   }
   throwCollected(errors);
+  errors.push(...conflicts(compiled));
 
   // Requisites: `module: ID-or-name` or a bare ID.
   const byId = new Map<string, CompiledState[]>();
@@ -140,6 +145,32 @@ export function compile(states: StateDecl[], registry: Registry): CompiledState[
   }
   throwCollected(errors);
   return order(compiled);
+}
+
+/**
+ * Two states that manage the same thing (a path, a cron entry, a program) would undo each other on
+ * every run: an input error naming both, at the second.
+ */
+function conflicts(states: CompiledState[]): InputError[] {
+  const errors: InputError[] = [];
+  const owner = new Map<string, CompiledState>();
+  for (const s of states) {
+    for (const claim of new Set(s.function.claims?.(s.args) ?? [])) {
+      const first = owner.get(claim);
+      if (!first) {
+        owner.set(claim, s);
+        continue;
+      }
+      errors.push(
+        new InputError(`${claim.startsWith('path:') ? claim.slice('path:'.length) : claim.replace(':', ' ')} is managed by ${label(first)} too (${first.place.file}${first.place.line ? `:${first.place.line}` : ''}): two states would undo each other on every run; keep one`, {
+          file: s.place.file,
+          line: s.place.line,
+          key: s.id,
+        }),
+      );
+    }
+  }
+  return errors;
 }
 
 /**

@@ -8,11 +8,13 @@ import type { PrepareContext } from './modules/types.js';
 import type { Masker } from './secret.js';
 import { readGrains, type Grains } from './grains.js';
 import { registry } from './modules/index.js';
-import { loadPillar, type Pillar } from './pillar.js';
+import { environments, loadPillar, type Pillar } from './pillar.js';
 import { Renderer } from './render.js';
-import { loadTree } from './sls.js';
+import { loadTree, strayTopKeys } from './sls.js';
 
 export interface Loaded {
+  /** Problems that do not stop a run but are worth saying (validate and apply print them). */
+  warnings: InputError[];
   root: string;
   env: string;
   pillar: Pillar;
@@ -40,9 +42,14 @@ export function load(root: string, env: string): Loaded {
   const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains });
   try {
     const tree = loadTree(statesDir, env, renderer);
+    const warnings = strayTopKeys(statesDir, environments(pillarDir)).map(
+      (k) => new InputError(`"${k.key}" matches no environment (there are ${environments(pillarDir).join(', ')})${k.meant ? `: did you mean ${k.meant}?` : ''}`, { file: 'states/top.yaml', line: k.line, key: k.key }),
+    );
+    if (tree.states.length === 0)
+      throw new InputError(`nothing applies to ${env}: top.yaml selects no state file for it${warnings.length ? ` (${warnings.map((w) => w.message).join('; ')})` : ''}`, { file: 'states/top.yaml' });
     const states = compile(tree.states, registry);
     prepare(states, { renderTemplate: (path, extra) => renderer.renderFile(path, extra), pillar: pillar.data, env, masker: pillar.masker, statesDir });
-    return { root, env, pillar, grains, renderer, statesDir, files: tree.files, states };
+    return { warnings, root, env, pillar, grains, renderer, statesDir, files: tree.files, states };
   } catch (err) {
     // A rendered state file holds secrets' real values; an error may quote one.
     throw maskInputError(err, pillar.masker);

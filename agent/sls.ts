@@ -14,6 +14,7 @@
 import { join } from 'node:path';
 import type { Node, Pair, YAMLMap } from 'yaml';
 import { splitCommand } from './argv.js';
+import { suggest } from './compile.js';
 import { InputError, throwCollected } from './errors.js';
 import type { Renderer } from './render.js';
 import { Tree } from './treefile.js';
@@ -86,6 +87,23 @@ export function slsPath(statesDir: string, sls: string, place?: Place): string |
 function globMatch(pattern: string, text: string): boolean {
   const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
   return re.test(text);
+}
+
+/**
+ * top.yaml's keys that match none of the environments there are (a typo: `stagng:`), with their
+ * lines and the environment they were likely meant as.
+ */
+export function strayTopKeys(statesDir: string, environments: string[]): { key: string; line?: number; meant?: string }[] {
+  if (environments.length === 0) return [];
+  const tree = new Tree(statesDir, 'states');
+  if (tree.resolve('top.yaml') === null) return [];
+  const y = parseYaml(tree.text('top.yaml'), 'states/top.yaml');
+  const root = y.doc.contents;
+  if (!isMap(root)) return [];
+  return (root.items as Pair<Node, Node>[])
+    .map((pair) => ({ key: String(isScalar(pair.key) ? pair.key.value : ''), line: y.lineOf(pair.key) }))
+    .filter(({ key }) => !environments.some((e) => globMatch(key, e)))
+    .map((k) => ({ ...k, meant: suggest(k.key, environments) }));
 }
 
 /** The SLS names top.yaml selects for an environment, in order, without repeats. */
@@ -269,7 +287,7 @@ export class TreeLoader {
             try {
               splitCommand(c);
             } catch (err) {
-              throw new InputError(`${key}: ${(err as Error).message.replace('or set shell: true', "or [sh, -c, '…'] for a shell")}`, { file: y.file, line: keyLine, key: `${id}: ${key}` });
+              throw new InputError(`${(err as Error).message.replace('or set shell: true', "or [sh, -c, '…'] for a shell")}`, { file: y.file, line: keyLine, key: `${id}: ${key}` });
             }
           }
           conditions[key as 'onlyif' | 'unless'] = cmds as (string | string[])[];

@@ -1,5 +1,5 @@
 // YAML files with the line numbers brine's error messages need.
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, type Node, type Document } from 'yaml';
+import { LineCounter, parseDocument, visit, isMap, isSeq, isScalar, isPair, type Node, type Document } from 'yaml';
 import { InputError } from './errors.js';
 
 export interface YamlFile {
@@ -39,6 +39,13 @@ export function parseYaml(text: string, file: string, options: ParseOptions = {}
     const offset = node?.range?.[0];
     return offset === undefined ? undefined : lineCounter.linePos(offset).line;
   };
+  // `__proto__: …` becomes the prototype of the object toJS makes (the key vanishes, and a merge
+  // could pollute every object): never a key brine takes.
+  visit(doc, {
+    Pair(_, pair) {
+      if (isScalar(pair.key) && pair.key.value === '__proto__') throw new InputError('__proto__ cannot be a key (it is how JavaScript reaches the prototype of every object)', { file, line: lineOf(pair.key as Node), key: '__proto__' });
+    },
+  });
   return {
     file,
     doc,

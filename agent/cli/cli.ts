@@ -234,6 +234,7 @@ async function swapTree(p: Parsed, io: Io): Promise<number> {
 
 function validate(p: Parsed, io: Io): number {
   const loaded = loadFor(p);
+  for (const w of loaded.warnings) io.stderr(`warning: ${w.format()}\n`);
   io.stdout(`valid: ${loaded.env} · ${loaded.files.length} state files · ${loaded.states.length} states · pillar from ${loaded.pillar.files.length} files\n`);
   return ExitCode.ok;
 }

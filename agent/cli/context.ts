@@ -57,6 +57,8 @@ export async function withRunContext<T>(p: Parsed, io: Io, command: string, use:
   await lock.acquire(command, p.waitMs);
   try {
     const loaded = loadFor(p);
+    // Said once by hand and by bootstrap (which validates first); a cron run would mail it every time.
+    if (!p.cron) for (const w of loaded.warnings) io.stderr(`warning: ${w.format()}\n`);
     const masker = loaded.pillar.masker;
     const ctx: Context = {
       runner: createRunner(masker),

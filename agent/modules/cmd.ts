@@ -24,7 +24,7 @@ import { stat } from 'node:fs/promises';
 import { findUser } from '../accounts.js';
 import { CommandSyntaxError, commandArgv } from '../argv.js';
 import { displayCommand, type RunOptions } from '../exec.js';
-import { Command } from './common.js';
+import { AccountName, Command } from './common.js';
 import { stateFunction, type ArgProblem, type StateModule } from './types.js';
 
 const RunArgs = Type.Object(
@@ -32,7 +32,7 @@ const RunArgs = Type.Object(
     name: Command,
     shell: Type.Boolean({ default: false }),
     cwd: Type.Optional(Type.String({ pattern: '^/', description: 'an absolute path' })),
-    runas: Type.Optional(Type.String({ pattern: '^[a-z_][a-z0-9_.-]*\\$?$', description: 'a user name' })),
+    runas: Type.Optional(AccountName),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { additionalProperties: false })),
     /** Seconds; the default is the runner's (10 minutes). */
     timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),

@@ -23,7 +23,7 @@ import { constants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { findUser } from '../accounts.js';
-import { formatMode } from './common.js';
+import { AccountName, formatMode, pathClaim } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
 /** Where cron reads its entries; tests point it at a fixture directory. */
@@ -49,7 +49,7 @@ const CronArgs = Type.Object(
     month: TimeField,
     dayweek: TimeField,
     special: Type.Optional(Type.Union(SPECIALS.map((s) => Type.Literal(s)))),
-    user: Type.String({ default: 'root', pattern: '^[a-z_][a-z0-9_.-]*\\$?$' }),
+    user: Type.String({ ...AccountName, default: 'root' }),
     /** Variables cron sets for the command: MAILTO, PATH, SHELL… */
     env: Type.Optional(Type.Record(Type.String(), Type.String())),
   },
@@ -97,6 +97,44 @@ function fileMode(args: CronArgs, ctx: Context): number {
   return ctx.masker.contains(cronFile(args)) ? 0o600 : 0o644;
 }
 
+/** What each field takes, as cron reads it (crontab(5)): numbers in range, names, *, ranges, steps, lists. */
+const FIELDS: Record<(typeof TIME_KEYS)[number], { min: number; max: number; names?: string[] }> = {
+  minute: { min: 0, max: 59 },
+  hour: { min: 0, max: 23 },
+  daymonth: { min: 1, max: 31 },
+  month: { min: 1, max: 12, names: ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'] },
+  dayweek: { min: 0, max: 7, names: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] },
+};
+
+/** Why a time field is not one cron accepts (cron would skip the whole file), or undefined. */
+export function timeFieldProblem(key: (typeof TIME_KEYS)[number], value: string): string | undefined {
+  const f = FIELDS[key];
+  const range = `${f.min}-${f.max}${f.names ? ` or ${f.names[0]}-${f.names.at(-1)}` : ''}`;
+  const bad = (why: string) => `"${value}" is not a cron ${key} field: ${why}`;
+  if (!TIME_FIELD.test(value)) return bad('use digits, names, *, -, / and , only');
+  const number = (text: string): number | undefined => {
+    const name = f.names?.indexOf(text.toLowerCase());
+    if (name !== undefined && name >= 0) return key === 'month' ? name + 1 : name;
+    return /^\d+$/.test(text) ? Number(text) : undefined;
+  };
+  for (const item of value.split(',')) {
+    const [base, step, extra] = item.split('/');
+    if (extra !== undefined || base === '' || step === '') return bad(`"${item}" is not a value, a range or a step`);
+    if (step !== undefined && !(/^\d+$/.test(step) && Number(step) >= 1)) return bad(`the step in "${item}" must be a number from 1`);
+    if (base === '*') continue;
+    const [from, to, more] = base!.split('-');
+    if (more !== undefined) return bad(`"${base}" is not a range`);
+    for (const end of [from, to]) {
+      if (end === undefined) continue;
+      const n = number(end);
+      if (n === undefined) return bad(`"${end}" is not a number${f.names ? ' or a name' : ''} (${range})`);
+      if (n < f.min || n > f.max) return bad(`${n} is out of range (${range})`);
+    }
+    if (to !== undefined && number(from!)! > number(to)!) return bad(`the range "${base}" goes backwards`);
+  }
+  return undefined;
+}
+
 function validateCron(args: CronArgs): ArgProblem[] {
   const problems: ArgProblem[] = [];
   if (args.identifier !== undefined) {
@@ -112,7 +150,10 @@ function validateCron(args: CronArgs): ArgProblem[] {
     problems.push({ key: 'name', message: 'cron reads % as a newline: write \\% for a literal percent sign (date +\\%F)' });
   for (const k of TIME_KEYS) {
     if (args.special !== undefined && args[k] !== '*') problems.push({ key: k, message: `give either special or ${k}, not both` });
-    else if (!TIME_FIELD.test(String(args[k]))) problems.push({ key: k, message: `"${args[k]}" is not a cron time field` });
+    else {
+      const why = timeFieldProblem(k, String(args[k]));
+      if (why) problems.push({ key: k, message: why });
+    }
   }
   for (const [k, v] of Object.entries(args.env ?? {})) {
     if (!ENV_NAME.test(k)) problems.push({ key: `env.${k}`, message: 'not a variable name' });
@@ -159,6 +200,7 @@ function parseCronFile(content: string): { entry: string | null; env: string[] }
 // cron.present
 
 const present = stateFunction(CronArgs, {
+  claims: (args) => [pathClaim(pathOf(args))],
   validate: validateCron,
   check: readCronFile,
   plan(current, args, ctx) {
@@ -216,6 +258,7 @@ const present = stateFunction(CronArgs, {
 
 // The same arguments as cron.present, so turning an entry off is changing one word.
 const absent = stateFunction(CronArgs, {
+  claims: (args) => [pathClaim(pathOf(args))],
   validate: validateCron,
   check: readCronFile,
   plan(current) {

@@ -31,7 +31,7 @@ import { findGroup, findUser } from '../accounts.js';
 import { unifiedDiff, writeFileAtomic } from '../atomic.js';
 import { InputError } from '../errors.js';
 import { MASK, isSecret } from '../secret.js';
-import { Mode, formatMode, parseMode } from './common.js';
+import { AccountName, Mode, formatMode, parseMode, pathClaim } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -44,8 +44,8 @@ const FileArgs = Type.Object(
     sources: Type.Array(Type.String({ minLength: 1 }), { default: ['env', 'secrets'] }),
     aliases: Type.Optional(Type.Record(Type.String(), Type.String({ minLength: 1, description: 'a pillar key (secrets.DB_PASSWORD)' }))),
     extra: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]))),
-    user: Type.String({ minLength: 1, default: 'root' }),
-    group: Type.String({ minLength: 1 }),
+    user: Type.String({ ...AccountName, default: 'root' }),
+    group: AccountName,
     mode: Type.Optional(Mode),
     makedirs: Type.Boolean({ default: false }),
   },
@@ -218,6 +218,7 @@ interface EnvCurrent {
 }
 
 const file = stateFunction(FileArgs, {
+  claims: (args) => [pathClaim(args.name)],
   validate(args) {
     const problems: ArgProblem[] = [];
     for (const key of ['aliases', 'extra'] as const) {
@@ -227,7 +228,10 @@ const file = stateFunction(FileArgs, {
     return problems;
   },
   prepare(args, ctx) {
-    checkValues(collectVars(args, ctx));
+    const vars = collectVars(args, ctx);
+    checkValues(vars);
+    const mode = parseMode(args.mode ?? DEFAULT_MODE);
+    if (vars.some((v) => v.secret) && mode & 0o007) throw new InputError(`mode ${formatMode(mode)} would make a file holding secrets world-readable`, { key: 'mode' });
   },
   async check(args, ctx): Promise<EnvCurrent> {
     const vars = collectVars(args, ctx);

@@ -27,13 +27,13 @@ import { contentArgs, contentProblems, wantedContent, type Content } from '../co
 import { InputError } from '../errors.js';
 import { lstatPath, symlinkAtomic, unifiedDiff, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { commandArgv } from '../argv.js';
-import { Command, Mode, formatMode, parseMode } from './common.js';
+import { AccountName, Command, Mode, formatMode, parseMode, pathClaim } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
 const Path = Type.String({ pattern: '^/', description: 'an absolute path' });
 const Owner = {
-  user: Type.Optional(Type.String({ minLength: 1 })),
-  group: Type.Optional(Type.String({ minLength: 1 })),
+  user: Type.Optional(AccountName),
+  group: Type.Optional(AccountName),
   mode: Type.Optional(Mode),
 };
 
@@ -147,11 +147,15 @@ function describeBytes(content: Content): string {
 const asText = (c: Content | null | undefined): string | undefined => (c === null || c === undefined ? undefined : typeof c === 'string' ? c : isUtf8(c) ? c.toString('utf8') : undefined);
 
 const managed = stateFunction(ManagedArgs, {
+  claims: (args) => [pathClaim(args.name)],
   validate(args) {
     return contentProblems(args, undefined);
   },
   prepare(args, ctx) {
-    wantedContent(args, ctx);
+    const content = wantedContent(args, ctx);
+    // Refused here, before anything runs, not by check at the state's turn.
+    if (content !== undefined && args.mode !== undefined && parseMode(args.mode) & 0o007 && ctx.masker.contains(Buffer.from(content).toString('utf8')))
+      throw new InputError(`mode ${formatMode(parseMode(args.mode))} would make a file holding a secret world-readable (give a mode without read for others, or none: it is then 0600)`, { key: 'mode' });
     if (args.check_cmd !== undefined) {
       try {
         commandArgv(args.check_cmd);
@@ -245,6 +249,7 @@ interface DirectoryCurrent {
 }
 
 const directory = stateFunction(DirectoryArgs, {
+  claims: (args) => [pathClaim(args.name)],
   async check(args): Promise<DirectoryCurrent> {
     const path = await lstatPath(args.name);
     return { path, owner: await ownerNow(path), wanted: await resolveOwner(args) };
@@ -291,6 +296,7 @@ interface SymlinkCurrent {
 }
 
 const symlink = stateFunction(SymlinkArgs, {
+  claims: (args) => [pathClaim(args.name)],
   async check(args): Promise<SymlinkCurrent> {
     const path = await lstatPath(args.name);
     return { path, owner: await ownerNow(path), wanted: await resolveOwner(args) };
@@ -325,6 +331,7 @@ const symlink = stateFunction(SymlinkArgs, {
 const AbsentArgs = Type.Object({ name: Path }, { additionalProperties: false });
 
 const absent = stateFunction(AbsentArgs, {
+  claims: (args) => [pathClaim(args.name)],
   validate(args) {
     return resolve(args.name) === '/' ? [{ key: 'name', message: 'refusing to remove /' }] : [];
   },

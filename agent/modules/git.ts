@@ -28,6 +28,7 @@ import { syncDir, tempPathFor } from '../atomic.js';
 import { account, gitFor, type GitRunner } from '../git/run.js';
 import { FULL_SHA, describeWanted, hasCommit, resolveRev, type Wanted } from '../git/revs.js';
 import { fingerprint, knownHostsFile, knownHostsLines, sshArgProblems, withKnownHosts, writeKnownHosts, type KnownHostsFile } from '../git/ssh.js';
+import { AccountName, pathClaim } from './common.js';
 import { stateFunction, type Change, type StateModule } from './types.js';
 
 const LatestArgs = Type.Object(
@@ -35,7 +36,7 @@ const LatestArgs = Type.Object(
     name: Type.String({ minLength: 1, description: 'the repository URL' }),
     target: Type.String({ pattern: '^/.', description: 'an absolute path' }),
     rev: Type.String({ minLength: 1, default: 'HEAD' }),
-    user: Type.String({ minLength: 1, default: 'root' }),
+    user: Type.String({ ...AccountName, default: 'root' }),
     identity: Type.Optional(Type.String({ pattern: '^/', description: 'an absolute path' })),
     known_hosts: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
     force_reset: Type.Boolean({ default: false }),
@@ -82,6 +83,7 @@ async function removeStaleClones(target: string): Promise<void> {
 }
 
 const latest = stateFunction(LatestArgs, {
+  claims: (args) => [pathClaim(args.target)],
   validate(args) {
     return sshArgProblems(args);
   },

@@ -11,14 +11,9 @@
 // group this is does not need to be listed.
 import { Type } from '@sinclair/typebox';
 import { readGroups, readPasswd, type GroupEntry } from '../accounts.js';
+import { AccountName } from './common.js';
 import { stateFunction, type Change, type Context, type StateModule } from './types.js';
 
-// Names that useradd/groupadd accept, and never mistaken for an option (no leading '-').
-const AccountName = Type.String({
-  pattern: '^[a-z_][a-z0-9_.-]*\\$?$',
-  maxLength: 32,
-  hint: 'lower-case letters, digits, _ . and -, starting with a letter or _',
-});
 
 // ---------------------------------------------------------------------------------------------
 // group.present

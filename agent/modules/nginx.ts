@@ -32,7 +32,7 @@ import { join, resolve } from "node:path";
 import { contentArgs, contentProblems, wantedText as contentOf } from '../content.js';
 import { clearPending, isPending, lstatPath, markPending, removeDurably, symlinkAtomic, unifiedDiff, wantedMode, writeFileAtomic, type PathFacts } from '../atomic.js';
 import { changeLive, reloadIfRunning, snapshot, testConfig } from '../nginx/live.js';
-import { formatMode } from './common.js';
+import { formatMode, pathClaim } from './common.js';
 import { stateFunction, type Change, type StateModule } from './types.js';
 
 /** Where Debian's nginx keeps its sites; tests point these at a scratch directory. */
@@ -95,6 +95,7 @@ interface SiteCurrent {
 
 
 const site = stateFunction(SiteArgs, {
+  claims: (args) => [pathClaim(sitePaths(args.name).file), pathClaim(sitePaths(args.name).link)],
   prepare(args, ctx) {
     contentOf(args, ctx);
   },
@@ -189,6 +190,7 @@ const site = stateFunction(SiteArgs, {
 const DisabledArgs = Type.Object({ name: SiteName }, { additionalProperties: false });
 
 const siteDisabled = stateFunction(DisabledArgs, {
+  claims: (args) => [pathClaim(sitePaths(args.name).link)],
   async check(args): Promise<PathFacts | null> {
     return lstatPath(sitePaths(args.name).link);
   },

@@ -42,12 +42,20 @@
 // A release is made when the wanted commit is not the live one: a no-op run costs one ls-remote.
 // What happens when one is made, and when it fails, is in agent/releases/deploy.ts; the layout on
 // disk in layout.ts; the switch in serve.ts; `agent releases`, `agent rollback` in the CLI.
-import { checkRelease, applyRelease, planRelease, restartRelease, type ReleaseCurrent } from '../releases/deploy.js';
+import { checkRelease, applyRelease, planRelease, restartRelease, serveSpec, type ReleaseCurrent } from '../releases/deploy.js';
+import { SLOTS, programName, upstreamPath } from '../releases/serve.js';
+import { confPath } from '../supervisor/conf.js';
+import { pathClaim } from './common.js';
 import { DeployedArgs, validateArgs } from '../releases/args.js';
 import { stateFunction, type StateModule } from './types.js';
 
 const deployed = stateFunction(DeployedArgs, {
   validate: validateArgs,
+  claims(args) {
+    const spec = serveSpec(args);
+    const serving = spec ? [...SLOTS.map((slot) => pathClaim(confPath(programName(spec, slot)))), pathClaim(upstreamPath(spec))] : [];
+    return [`release:${args.name}`, ...serving];
+  },
   check: (args, ctx): Promise<ReleaseCurrent> => checkRelease(args, ctx),
   plan: (current, args) => planRelease(current, args),
   apply: (args, plan, current, ctx) => applyRelease(args, plan, current, ctx),

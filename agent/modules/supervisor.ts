@@ -26,7 +26,7 @@ import * as fs from 'node:fs/promises';
 import { clearPending, isPending, lstatOrNull, markPending, removeDurably, unifiedDiff, wantedMode, writeFileAtomic } from '../atomic.js';
 import { confPath, programConf, supervisorPaths } from '../supervisor/conf.js';
 import { allRunning, readStatus, summary, supervisorctl, waitForSupervisord, waitRunning, type ProgramStatus } from '../supervisor/ctl.js';
-import { formatMode } from './common.js';
+import { AccountName, formatMode, pathClaim } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type StateModule } from './types.js';
 
 const OneLine = (options: object = {}) => Type.String({ pattern: '^[^\\r\\n]*$', ...options });
@@ -37,7 +37,7 @@ const ProgramArgs = Type.Object(
     name: Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$', maxLength: 200, description: 'a program name' }),
     command: Type.Union([OneLine({ minLength: 1 }), Type.Array(OneLine(), { minItems: 1 })]),
     directory: Type.Optional(AbsPath),
-    user: Type.Optional(Type.String({ pattern: '^[a-z_][a-z0-9_.-]*\\$?$', description: 'a user name' })),
+    user: Type.Optional(AccountName),
     env_file: Type.Optional(AbsPath),
     environment: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), OneLine(), { additionalProperties: false })),
     autostart: Type.Boolean({ default: true }),
@@ -69,6 +69,7 @@ interface ProgramCurrent {
 }
 
 const program = stateFunction(ProgramArgs, {
+  claims: (args) => [pathClaim(confPath(args.name))],
   validate(args) {
     const problems: ArgProblem[] = [];
     for (const [key, value] of Object.entries(args.environment ?? {}))

@@ -63,6 +63,11 @@ export interface StateFunction<A = any, C = any> {
   /** Checks beyond the schema that need nothing from the system (e.g. two exclusive arguments). */
   validate?(args: A): ArgProblem[];
   /**
+   * What the state manages, for the check that no two states manage the same thing: paths as
+   * `path:/etc/x` (a file, a directory, a link), or `kind:name` for other things. Pure.
+   */
+  claims?(args: A): string[];
+  /**
    * Checks at load time that need the pillar or the states tree (a template renders, a source
    * file exists), so that such input errors stop the run before anything is applied. Throws
    * InputError.

@@ -16,14 +16,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { readGroups, readPasswd, type PasswdEntry } from '../accounts.js';
 import { MASK } from '../secret.js';
+import { AccountName } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
-// Names that useradd/groupadd accept, and never mistaken for an option (no leading '-').
-const AccountName = Type.String({
-  pattern: '^[a-z_][a-z0-9_.-]*\\$?$',
-  maxLength: 32,
-  hint: 'lower-case letters, digits, _ . and -, starting with a letter or _',
-});
 // A ':' or a line break would corrupt /etc/passwd.
 const PasswdPath = Type.String({ pattern: '^/[^:\\n]*$', description: 'an absolute path' });
 

@@ -3,7 +3,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { CommandSyntaxError, commandArgv } from '../argv.js';
 import { sshArgProblems } from '../git/ssh.js';
-import { Command } from '../modules/common.js';
+import { AccountName, Command } from '../modules/common.js';
 import type { ArgProblem } from '../modules/types.js';
 
 const RelativePath = Type.String({ minLength: 1, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\r\\n\\0]+$', description: 'a path inside the release (relative, no ..)' });
@@ -16,7 +16,7 @@ export const DeployedArgs = Type.Object(
     repo: Type.String({ minLength: 1, description: 'the repository URL' }),
     rev: Type.String({ minLength: 1, default: 'HEAD' }),
     /** Fetches, builds, runs migrations and serves as this user. */
-    user: Type.String({ pattern: '^[a-z_][a-z0-9_.-]*\\$?$', description: 'a user name' }),
+    user: AccountName,
     identity: Type.Optional(Type.String({ pattern: '^/', description: 'an absolute path' })),
     known_hosts: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
     /** Paths in the release linked to ROOT/shared/PATH; a trailing / makes it a directory. */

@@ -95,12 +95,12 @@ t.test('argument errors name the file, the line of the argument and the key', as
   t.same(errors(t, 'a:\n  thing.present:\n    - owner:\n        user: 5\n'), ['states/main.yaml:3: a: owner: user must be string']);
 });
 
-t.test('a mode written as a bare YAML number gets the hint to quote it', async (t) => {
+t.test('a mode written as a bare YAML number gets the hint to quote it; a quoted one that is not octal, what a mode is', async (t) => {
   t.same(errors(t, 'a:\n  thing.present:\n    - mode: 0640\n'), [
     "states/main.yaml:3: a: mode: must be string: write the mode as a quoted string such as '0640' (a bare YAML number is ambiguous)",
   ]);
   t.same(errors(t, "a:\n  thing.present:\n    - mode: '0980'\n"), [
-    `states/main.yaml:3: a: mode: must match pattern "^0?[0-7]{3,4}$": write the mode as a quoted string such as '0640' (a bare YAML number is ambiguous)`,
+    "states/main.yaml:3: a: mode: is not valid: a mode is 3 or 4 octal digits (0-7), such as '0640'",
   ]);
 });
 
@@ -232,4 +232,27 @@ t.test('order', async (t) => {
     t.same(once, ['d', 'a', 'b', 'c', 'e']);
     t.same(compiled(t, main).map((s) => s.id), once);
   });
+});
+
+t.test('two states that manage the same path are refused, naming both', async (t) => {
+  const { registry: real } = await import('../../agent/modules/index.js');
+  const tree = (text: string) => {
+    const dir = t.testdir({ 'top.yaml': "'*':\n  - main\n", 'main.yaml': text });
+    return loadTree(dir, 'test', new Renderer(dir, { pillar: {}, env: 'test', grains: {} as Grains }));
+  };
+  const refused = (text: string) => {
+    try {
+      compile(tree(text).states, real);
+    } catch (err) {
+      return (err instanceof AggregateInputError ? err.errors : [err as InputError]).map((e) => e.format());
+    }
+    return [];
+  };
+  t.same(refused('/etc/motd:\n  file.managed:\n    - contents: a\nother:\n  file.absent:\n    - name: /etc/motd/\n'), [
+    'states/main.yaml:5: other: /etc/motd is managed by file.managed /etc/motd too (states/main.yaml:2): two states would undo each other on every run; keep one',
+  ]);
+  t.same(refused("job:\n  cron.present:\n    - name: /bin/true\n    - identifier: app\nagain:\n  cron.absent:\n    - name: /bin/false\n    - identifier: app\n"), [
+    'states/main.yaml:6: again: /etc/cron.d/app is managed by cron.present job too (states/main.yaml:2): two states would undo each other on every run; keep one',
+  ]);
+  t.same(refused('/srv/app:\n  file.directory: []\n/srv/app/x:\n  file.managed:\n    - contents: a\n'), [], 'a directory and a file in it are two paths');
 });

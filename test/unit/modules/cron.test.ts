@@ -169,11 +169,26 @@ t.test('validate: identifiers cron would ignore, conflicting schedules, % and ne
   ]);
   t.same(problems({ name: 'date +\\%F > /tmp/d', identifier: 'x' }), []);
   t.same(problems({ name: 'a\nb', identifier: 'x' }), [{ key: 'name', message: 'the command must be one line' }]);
-  t.same(problems({ name: CLEAR, identifier: 'x', minute: '5 root' }), [{ key: 'minute', message: '"5 root" is not a cron time field' }]);
+  t.same(problems({ name: CLEAR, identifier: 'x', minute: '5 root' }), [{ key: 'minute', message: '"5 root" is not a cron minute field: use digits, names, *, -, / and , only' }]);
   t.same(problems({ name: CLEAR, identifier: 'x', env: { 'BAD-NAME': 'x', MAILTO: 'a\nb' } }), [
     { key: 'env.BAD-NAME', message: 'not a variable name' },
     { key: 'env.MAILTO', message: 'the value must be one line' },
   ]);
   t.same(problems({ name: '!!!' }), [{ key: 'identifier', message: 'set identifier: the command gives no usable file name' }]);
   t.same(problems({ name: CLEAR, identifier: 'app_clear-1', minute: '*/5', dayweek: 'mon-fri' }), []);
+});
+
+t.test('time fields cron would refuse (and then skip the whole file) are input errors', async (t) => {
+  const { timeFieldProblem } = await import('../../../agent/modules/cron.js');
+  for (const [key, value] of [['minute', '0'], ['minute', '59'], ['minute', '*/15'], ['minute', '0,30'], ['hour', '1-5'], ['hour', '9-17/2'], ['daymonth', '1'], ['month', 'jan'], ['month', 'Jan-Mar'], ['dayweek', 'mon-fri'], ['dayweek', '7'], ['dayweek', '*']] as const)
+    t.equal(timeFieldProblem(key, value), undefined, `${key}: ${value}`);
+  t.equal(timeFieldProblem('minute', '61'), '"61" is not a cron minute field: 61 is out of range (0-59)');
+  t.equal(timeFieldProblem('hour', '25'), '"25" is not a cron hour field: 25 is out of range (0-23)');
+  t.equal(timeFieldProblem('dayweek', 'funday'), '"funday" is not a cron dayweek field: "funday" is not a number or a name (0-7 or sun-sat)');
+  t.equal(timeFieldProblem('daymonth', '0'), '"0" is not a cron daymonth field: 0 is out of range (1-31)');
+  t.equal(timeFieldProblem('hour', '17-9'), '"17-9" is not a cron hour field: the range "17-9" goes backwards');
+  t.equal(timeFieldProblem('minute', '*/0'), '"*/0" is not a cron minute field: the step in "*/0" must be a number from 1');
+  t.equal(timeFieldProblem('minute', '5/10'), undefined, 'cron reads 5/10 as 5: odd, not refused');
+  t.equal(timeFieldProblem('minute', '1,,2'), '"1,,2" is not a cron minute field: "" is not a value, a range or a step');
+  t.equal(timeFieldProblem('minute', 'random'), '"random" is not a cron minute field: "random" is not a number (0-59)');
 });
