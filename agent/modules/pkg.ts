@@ -20,6 +20,7 @@
 // slow to start and holds a lock, so one call per run is what keeps a converge fast.
 // `refresh`: true forces `apt-get update`, false never runs it; unset, it runs when the package
 // lists are older than an hour — at most once per run either way.
+import { readdir } from 'node:fs/promises';
 import { Type } from '@sinclair/typebox';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -173,8 +174,59 @@ class AptError extends Error {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A run killed while dpkg unpacked or configured a package (a reboot, an OOM kill, systemd
+// stopping a cron job) leaves dpkg's journal behind, and every later apt call refuses to run
+// ("dpkg was interrupted, you must manually run 'dpkg --configure -a'"). brine repairs it instead:
+// `dpkg --configure -a`, then `apt-get -f install`, before its next apt call; the first package
+// state of the run says so in its changes (and in --test, that it would).
+
+/** Where dpkg keeps its journal of a change in progress; tests point it elsewhere. */
+export const dpkgPaths = { updates: '/var/lib/dpkg/updates' };
+
+const HALF_DONE = new Set(['half-installed', 'unpacked', 'half-configured']);
+
+/** dpkg's journal holds a change in progress (what makes apt refuse to run). */
+async function dpkgJournal(): Promise<boolean> {
+  return (await readdir(dpkgPaths.updates).catch(() => [] as string[])).some((f) => /^\d+$/.test(f));
+}
+
+/** What an interrupted dpkg left — its journal, packages it did not finish — or undefined. */
+async function dpkgInterrupted(ctx: Context): Promise<string | undefined> {
+  const journal = await dpkgJournal();
+  const half = [...(await dpkgPackages(ctx)).entries()].filter(([, p]) => HALF_DONE.has(p.state)).map(([name]) => name);
+  if (!journal && half.length === 0) return undefined;
+  return `dpkg was interrupted${half.length ? ` (${half.slice(0, 5).join(', ')}${half.length > 5 ? ', …' : ''} not fully installed)` : ''}`;
+}
+
+/** The runs (their facts) whose repair a state has reported already. */
+const reported = new WeakSet<object>();
+
+/** The repair as a change, for the first package state of the run that asks. */
+async function repairChange(ctx: Context): Promise<Change | undefined> {
+  const why = await dpkgInterrupted(ctx);
+  if (!why || reported.has(ctx.facts)) return undefined;
+  reported.add(ctx.facts);
+  return { what: 'dpkg', old: why, new: 'repaired (dpkg --configure -a, apt-get -f install)' };
+}
+
+/**
+ * Finishes what an interrupted dpkg left, so that apt runs again. `quick`: only when its journal
+ * says so (before each apt call: no process to ask); otherwise also for packages left half done.
+ */
+async function repairDpkg(ctx: Context, quick = false): Promise<void> {
+  if (quick ? !(await dpkgJournal()) : !(await dpkgInterrupted(ctx))) return;
+  try {
+    await ctx.runner.run(['dpkg', '--configure', '-a', '--force-confdef', '--force-confold'], { env: APT_ENV, timeoutMs: 30 * 60 * 1000 });
+    await ctx.runner.run(['apt-get', '-f', 'install', '-y', '-q', ...APT_OPTIONS], { env: APT_ENV, timeoutMs: 30 * 60 * 1000 });
+  } finally {
+    forgetPackages(ctx);
+  }
+}
+
 /** Runs apt-get with the options every change uses; a failure throws with apt's last lines. */
 async function aptGet(command: 'install' | 'remove' | 'purge', options: string[], targets: string[], ctx: Context): Promise<void> {
+  await repairDpkg(ctx, true);
   const argv = ['apt-get', command, '-y', '-q', ...options, ...APT_OPTIONS, ...targets];
   let result: RunResult;
   try {
@@ -252,6 +304,8 @@ interface PackageNow {
 
 interface PackagesCurrent {
   packages: PackageNow[];
+  /** dpkg was interrupted: this state's run repairs it (the first package state of the run says so). */
+  repair?: Change;
 }
 
 interface InstallWork {
@@ -307,16 +361,18 @@ const installed = stateFunction(InstalledArgs, {
     const missing = args.version === undefined ? packages.filter((p) => p.installed === null) : [];
     const candidates = await candidateVersions(missing.map((p) => p.name), ctx);
     for (const p of missing) p.candidate = candidates.get(p.name) ?? null;
-    return { packages };
+    return { packages, repair: await repairChange(ctx) };
   },
   plan(current, args) {
-    const { changes } = installedWork(current, args);
+    const changes = [...(current.repair ? [current.repair] : []), ...installedWork(current, args).changes];
     return changes.length ? { changes } : { changes, reason: `${names(current)} installed${args.version ? ` at ${args.version}` : ''}` };
   },
   async apply(args, _plan, current, ctx) {
+    await repairDpkg(ctx);
     await install(installedWork(current, args).targets, [args.refresh], ctx);
   },
   async applyBatch(items, ctx) {
+    await repairDpkg(ctx);
     const targets = items.flatMap((i) => installedWork(i.current, i.args).targets);
     await install(targets, items.map((i) => i.args.refresh), ctx);
   },
@@ -332,16 +388,18 @@ const latest = stateFunction(LatestArgs, {
     const list = packagesOf(args);
     const candidates = await candidateVersions(list, ctx);
     const packages = list.map((name) => ({ name, installed: installedVersion(dpkg.get(name)), candidate: candidates.get(name) ?? null }));
-    return { packages };
+    return { packages, repair: await repairChange(ctx) };
   },
   plan(current) {
-    const { changes } = latestWork(current);
+    const changes = [...(current.repair ? [current.repair] : []), ...latestWork(current).changes];
     return changes.length ? { changes } : { changes, reason: `${names(current)} at the latest version` };
   },
   async apply(args, _plan, current, ctx) {
+    await repairDpkg(ctx);
     await install(latestWork(current).targets, [args.refresh], ctx);
   },
   async applyBatch(items, ctx) {
+    await repairDpkg(ctx);
     await install(items.flatMap((i) => latestWork(i.current).targets), items.map((i) => i.args.refresh), ctx);
   },
 });
@@ -361,6 +419,7 @@ const RemovedArgs = Type.Object(
 
 interface RemovedCurrent {
   packages: { name: string; dpkg: DpkgPackage | null }[];
+  repair?: Change;
 }
 
 function removedWork(current: RemovedCurrent, args: { purge: boolean }): { changes: Change[]; targets: string[] } {
@@ -382,16 +441,18 @@ const removed = stateFunction(RemovedArgs, {
   validate: validatePackages,
   async check(args, ctx): Promise<RemovedCurrent> {
     const dpkg = await dpkgPackages(ctx);
-    return { packages: packagesOf(args).map((name) => ({ name, dpkg: dpkg.get(name) ?? null })) };
+    return { packages: packagesOf(args).map((name) => ({ name, dpkg: dpkg.get(name) ?? null })), repair: await repairChange(ctx) };
   },
   plan(current, args) {
-    const { changes } = removedWork(current, args);
+    const changes = [...(current.repair ? [current.repair] : []), ...removedWork(current, args).changes];
     return changes.length ? { changes } : { changes, reason: `${names(current)} ${args.purge ? 'purged' : 'not installed'}` };
   },
   async apply(args, _plan, current, ctx) {
+    await repairDpkg(ctx);
     await remove([{ args, current }], ctx);
   },
   async applyBatch(items, ctx) {
+    await repairDpkg(ctx);
     await remove(items, ctx);
   },
 });

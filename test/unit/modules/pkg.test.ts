@@ -5,7 +5,9 @@ import { Value } from '@sinclair/typebox/value';
 import type { RunOptions, RunResult, Runner } from '../../../agent/exec.js';
 import { Facts } from '../../../agent/facts.js';
 import { Masker, Secret } from '../../../agent/secret.js';
-import { aptCache, parseAptPolicy, parseDpkgQuery, pkgModule } from '../../../agent/modules/pkg.js';
+import { aptCache, dpkgPaths, parseAptPolicy, parseDpkgQuery, pkgModule } from '../../../agent/modules/pkg.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
 import { fakeRunner, type Answer } from '../fake-runner.js';
 
@@ -53,9 +55,15 @@ function lists(t: Test, ageMs = 0): string {
   return dir;
 }
 
+// dpkg's journal: empty, as on a server no run was killed on (lists() takes the test's testdir).
+const journal = mkdtempSync(join(tmpdir(), 'brine-dpkg-'));
+t.teardown(() => rmSync(journal, { recursive: true, force: true }));
 t.beforeEach((t) => {
   aptCache.listsDir = lists(t);
   aptCache.maxAgeMs = 60 * 60 * 1000;
+  rmSync(journal, { recursive: true, force: true });
+  mkdirSync(journal);
+  dpkgPaths.updates = journal;
 });
 
 t.test('parsers: dpkg-query lines and apt-cache policy candidates', async (t) => {
@@ -337,4 +345,33 @@ t.test('validate: version needs a single package, and name must be a package wit
   ]);
   t.same(installed.validate!(args(installed, { name: 'web packages', pkgs: ['nginx'] })), []);
   t.notOk(Value.Check(installed.schema, { name: 'x', pkgs: ['-o=evil'] }), 'a package name cannot look like an option');
+});
+
+t.test('a dpkg a killed run interrupted is repaired before apt runs, and the first package state says so', async (t) => {
+  writeFileSync(join(journal, '0001'), ''); // what dpkg leaves when it is killed mid-unpack
+  const half = DPKG.replace('nginx\tinstall ok installed\t1.22.1-9', 'nginx\tinstall ok half-configured\t1.22.1-9');
+  const calls: string[][] = [];
+  const runner: Runner = {
+    async run(argv) {
+      calls.push([...argv]);
+      if (argv[0] === 'dpkg-query') return { code: 0, stdout: calls.some((c) => c[0] === 'dpkg') ? DPKG : half, stderr: '' };
+      if (argv[0] === 'dpkg') rmSync(join(journal, '0001'), { force: true });
+      if (argv[0] === 'apt-cache') return { code: 0, stdout: policy({ nginx: '1.22.1-9' }), stderr: '' };
+      return { code: 0, stdout: '', stderr: '' };
+    },
+  };
+  const ctx = context(runner, t.testdir());
+  const a = args(installed, { name: 'nginx' });
+  const b = args(installed, { name: 'curl' });
+  const currentA = await installed.check(a, ctx);
+  const planA = installed.plan(currentA, a, ctx);
+  t.same(planA.changes[0], { what: 'dpkg', old: 'dpkg was interrupted (nginx not fully installed)', new: 'repaired (dpkg --configure -a, apt-get -f install)' });
+  t.same(installed.plan(await installed.check(b, ctx), b, ctx).changes, [], 'said once per run: curl is fine');
+  await installed.apply(a, planA, currentA, ctx);
+  const run = calls.filter((c) => c[0] !== 'dpkg-query' && c[0] !== 'apt-cache');
+  t.same(run.slice(0, 2), [
+    ['dpkg', '--configure', '-a', '--force-confdef', '--force-confold'],
+    ['apt-get', '-f', 'install', '-y', '-q', ...APT_OPTS],
+  ], 'dpkg --configure -a, then apt-get -f install');
+  t.same(installed.plan(await installed.check(a, context(runner, t.testdir())), a, ctx).changes, [], 'and then nginx is installed and nothing is interrupted');
 });
