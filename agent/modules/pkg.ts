@@ -217,12 +217,24 @@ async function repairChange(ctx: Context): Promise<Change | undefined> {
 async function repairDpkg(ctx: Context, quick = false): Promise<void> {
   if (quick ? !(await dpkgJournal()) : !(await dpkgInterrupted(ctx))) return;
   try {
-    await ctx.runner.run(['dpkg', '--configure', '-a', '--force-confdef', '--force-confold'], { env: APT_ENV, timeoutMs: 30 * 60 * 1000 });
+    // A dpkg the killed run started may live on (apt runs it in a session of its own) and hold the
+    // lock until it is done: wait for it as apt does (DPkg::Lock::Timeout), dpkg itself would not.
+    const deadline = Date.now() + DPKG_LOCK_WAIT_MS;
+    for (;;) {
+      const r = await ctx.runner.run(['dpkg', '--configure', '-a', '--force-confdef', '--force-confold'], { env: APT_ENV, timeoutMs: 30 * 60 * 1000, allowFailure: true });
+      if (r.code === 0) break;
+      if (!/lock was locked by another process|could not get lock/i.test(r.stderr) || Date.now() > deadline)
+        throw new Error(ctx.masker.mask(`\`dpkg --configure -a\` exited ${r.code}: ${tail(r.stderr || r.stdout, 5)}`));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
     await ctx.runner.run(['apt-get', '-f', 'install', '-y', '-q', ...APT_OPTIONS], { env: APT_ENV, timeoutMs: 30 * 60 * 1000 });
   } finally {
     forgetPackages(ctx);
   }
 }
+
+/** How long the repair waits for a dpkg that holds the lock (as apt's DPkg::Lock::Timeout=300). */
+const DPKG_LOCK_WAIT_MS = 300_000;
 
 /** Runs apt-get with the options every change uses; a failure throws with apt's last lines. */
 async function aptGet(command: 'install' | 'remove' | 'purge', options: string[], targets: string[], ctx: Context): Promise<void> {

@@ -375,3 +375,24 @@ t.test('a dpkg a killed run interrupted is repaired before apt runs, and the fir
   ], 'dpkg --configure -a, then apt-get -f install');
   t.same(installed.plan(await installed.check(a, context(runner, t.testdir())), a, ctx).changes, [], 'and then nginx is installed and nothing is interrupted');
 });
+
+t.test('the repair waits for a dpkg the killed run left running (it holds the lock)', async (t) => {
+  writeFileSync(join(journal, '0001'), '');
+  let attempts = 0;
+  const runner: Runner = {
+    async run(argv) {
+      if (argv[0] === 'dpkg-query') return { code: 0, stdout: DPKG, stderr: '' };
+      if (argv[0] === 'dpkg' && ++attempts < 3) return { code: 2, stdout: '', stderr: 'dpkg: error: dpkg database lock was locked by another process with pid 1502\n' };
+      if (argv[0] === 'dpkg') rmSync(join(journal, '0001'), { force: true });
+      if (argv[0] === 'apt-cache') return { code: 0, stdout: policy({ nginx: '1.22.1-9' }), stderr: '' };
+      return { code: 0, stdout: '', stderr: '' };
+    },
+  };
+  const ctx = context(runner, t.testdir());
+  const a = args(installed, { name: 'curl' });
+  const current = await installed.check(a, ctx);
+  const plan = installed.plan(current, a, ctx);
+  t.same(plan.changes.map((c) => c.what), ['dpkg'], 'curl is fine; dpkg is not');
+  await installed.apply(a, plan, current, ctx);
+  t.equal(attempts, 3, 'tried until the other dpkg let go of the lock');
+});
