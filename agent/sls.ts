@@ -266,7 +266,7 @@ export class TreeLoader {
       const keyLine = y.lineOf(pair.key) ?? line;
       if (seen.has(key)) throw new InputError('argument given twice', { file: y.file, line: keyLine, key: `${id}: ${key}` });
       seen.add(key);
-      const value = pair.value === null ? null : (pair.value as Node).toJSON();
+      const value = pair.value === null ? null : y.valueOf(pair.value as Node);
       const kind = key.replace(/_in$/, '') as RequisiteKind;
       if ((REQUISITE_KINDS as readonly string[]).includes(kind)) {
         requisites.push(...this.#requisites(y, id, key, pair.value, keyLine));

@@ -8,7 +8,12 @@ export interface YamlFile {
   lineOf(node: Node | null | undefined): number | undefined;
   /** The document as plain data; an unresolvable alias is an InputError. */
   toJS(): unknown;
+  /** One node as plain data, its aliases resolved in this document (`mode: *m`). */
+  valueOf(node: Node): unknown;
 }
+
+/** Aliases one document may expand: more is an alias bomb (a billion laughs), not a state tree. */
+const MAX_ALIASES = 100;
 
 export interface ParseOptions {
   /**
@@ -25,7 +30,9 @@ export interface ParseOptions {
  */
 export function parseYaml(text: string, file: string, options: ParseOptions = {}): YamlFile {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
+  // Duplicate keys are found below, in one pass: the library's own check compares every key of a
+  // map with every other (12.7 s for a 1 MB state file).
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: true });
   const problem = doc.errors[0] ?? doc.warnings.find((w) => w.code === 'TAG_RESOLVE_FAILED');
   const fail = (message: string, line: number | undefined): InputError => {
     const shown = options.secret ? 'check the quoting of this line (details hidden: the file holds secrets)' : message;
@@ -39,20 +46,39 @@ export function parseYaml(text: string, file: string, options: ParseOptions = {}
     const offset = node?.range?.[0];
     return offset === undefined ? undefined : lineCounter.linePos(offset).line;
   };
-  // `__proto__: …` becomes the prototype of the object toJS makes (the key vanishes, and a merge
-  // could pollute every object): never a key brine takes.
   visit(doc, {
-    Pair(_, pair) {
-      if (isScalar(pair.key) && pair.key.value === '__proto__') throw new InputError('__proto__ cannot be a key (it is how JavaScript reaches the prototype of every object)', { file, line: lineOf(pair.key as Node), key: '__proto__' });
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) continue;
+        const key = String(pair.key.value);
+        // `__proto__: …` becomes the prototype of the object toJS makes (the key vanishes, and a
+        // merge could pollute every object): never a key brine takes.
+        if (key === '__proto__') throw new InputError('__proto__ cannot be a key (it is how JavaScript reaches the prototype of every object)', { file, line: lineOf(pair.key as Node), key: '__proto__' });
+        if (seen.has(key)) throw fail(`Map keys must be unique (${options.secret ? 'a key' : `"${key}"`} is given twice)`, lineOf(pair.key as Node));
+        seen.add(key);
+      }
     },
   });
+  const aliasError = (err: unknown, node: Node): InputError => {
+    const message = (err as Error).message.split('\n')[0] ?? String(err);
+    if (/alias count|Excessive alias/i.test(message)) return fail(`too many aliases (more than ${MAX_ALIASES} expansions: an alias bomb?)`, lineOf(node));
+    return fail(`${message} (quote values that start with * or &)`, lineOf(node));
+  };
   return {
     file,
     doc,
     lineOf,
+    valueOf(node) {
+      try {
+        return node.toJS(doc, { maxAliasCount: MAX_ALIASES });
+      } catch (err) {
+        throw aliasError(err, node);
+      }
+    },
     toJS() {
       try {
-        return doc.toJS();
+        return doc.toJS({ maxAliasCount: MAX_ALIASES });
       } catch (err) {
         // e.g. `*foo` (an alias) used as a plain value: find the line that has it.
         const alias = /: (\S+)$/.exec((err as Error).message)?.[1];

@@ -338,7 +338,7 @@ t.test('invalid YAML is reported with the file and the line of the problem', asy
     'states/main.yaml:5: invalid YAML: Nested mappings are not allowed in compact mappings',
   ]);
   t.same(loadErrors(t, { 'main.yaml': 'a:\n  pkg.installed: []\nb: 1\na:\n  pkg.removed: []\n' }), [
-    'states/main.yaml:4: invalid YAML: Map keys must be unique',
+    'states/main.yaml:4: invalid YAML: Map keys must be unique ("a" is given twice)',
   ]);
 });
 
@@ -419,4 +419,18 @@ t.test('a template error in a state file is collected with its file and line', a
   t.equal(errors.length, 2);
   t.equal(errors[0], 'states/main.yaml:3: pillar.app: undefined in the template (use pillar.get(key, default) for optional keys)');
   t.match(errors[1], /^states\/other\.yaml:\d+: invalid YAML/);
+});
+
+t.test('anchors and aliases resolve in state files as in pillar; an alias bomb fails fast', async (t) => {
+  const dir = t.testdir({
+    'top.yaml': "'*':\n  - main\n",
+    'main.yaml': "/etc/a:\n  file.managed:\n    - contents: x\n    - mode: &m '0600'\n    - context: &ctx {port: 8000}\n/etc/b:\n  file.managed:\n    - contents: y\n    - mode: *m\n    - context: *ctx\n",
+  });
+  const tree = loadTree(dir, 'test', new Renderer(dir, { pillar: {}, env: 'test', grains: {} as never }));
+  t.same(tree.states.map((s) => [s.id, s.args.mode, s.args.context]), [['/etc/a', '0600', { port: 8000 }], ['/etc/b', '0600', { port: 8000 }]]);
+  const bomb = ['x:', '  file.managed:', '    - context:', '        a: &a [x, x, x, x, x, x, x, x, x]'];
+  for (const [i, name] of ['b', 'c', 'd', 'e', 'f', 'g'].entries()) bomb.push(`        ${name}: &${name} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`);
+  const started = Date.now();
+  t.same(loadErrors(t, { 'main.yaml': `${bomb.join('\n')}\n` }), ['states/main.yaml:4: invalid YAML: too many aliases (more than 100 expansions: an alias bomb?)']);
+  t.ok(Date.now() - started < 2000, 'at once');
 });
