@@ -180,17 +180,35 @@ function conflicts(states: CompiledState[]): InputError[] {
 function order(states: CompiledState[]): CompiledState[] {
   const out: CompiledState[] = [];
   const done = new Set<CompiledState>();
-  const path: CompiledState[] = [];
-  const visit = (s: CompiledState) => {
-    if (done.has(s)) return;
-    if (path.includes(s)) throw cycleError([...path.slice(path.indexOf(s)), s]);
-    path.push(s);
-    for (const d of [...s.deps].sort((a, b) => a.state.index - b.state.index)) visit(d.state);
-    path.pop();
-    done.add(s);
-    out.push(s);
-  };
-  for (const s of [...states].sort((a, b) => a.index - b.index)) visit(s);
+  // Depth-first with a stack of its own: a chain of thousands of requisites must not overflow
+  // the call stack (8,000 did).
+  const onPath = new Set<CompiledState>();
+  for (const root of [...states].sort((a, b) => a.index - b.index)) {
+    if (done.has(root)) continue;
+    const stack: { state: CompiledState; deps: CompiledState[]; next: number }[] = [];
+    const enter = (st: CompiledState) => {
+      onPath.add(st);
+      stack.push({ state: st, deps: [...st.deps].sort((a, b) => a.state.index - b.state.index).map((d) => d.state), next: 0 });
+    };
+    enter(root);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.next < top.deps.length) {
+        const dep = top.deps[top.next++]!;
+        if (done.has(dep)) continue;
+        if (onPath.has(dep)) {
+          const path = stack.map((f) => f.state);
+          throw cycleError([...path.slice(path.indexOf(dep)), dep]);
+        }
+        enter(dep);
+        continue;
+      }
+      stack.pop();
+      onPath.delete(top.state);
+      done.add(top.state);
+      out.push(top.state);
+    }
+  }
   return out;
 }
 

@@ -37,7 +37,8 @@ export class InputError extends Error {
   format(): string {
     const { file, line, key } = this.place;
     const where = file ? `${file}${line ? `:${line}` : ''}: ` : '';
-    return `${where}${key ? `${key}: ` : ''}${this.message}`;
+    // One line whatever the key holds (an ID with a newline in it).
+    return `${where}${key ? `${key.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}: ` : ''}${this.message}`;
   }
 }
 

@@ -32,6 +32,9 @@ export function resolveEnv(root: string, given?: string): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
 }
 
+/** More states than this is not a server's configuration, and would take minutes to check. */
+const MAX_STATES = 50_000;
+
 export function load(root: string, env: string): Loaded {
   const statesDir = join(root, 'states');
   const pillarDir = join(root, 'pillar');
@@ -45,6 +48,8 @@ export function load(root: string, env: string): Loaded {
     const warnings = strayTopKeys(statesDir, environments(pillarDir)).map(
       (k) => new InputError(`"${k.key}" matches no environment (there are ${environments(pillarDir).join(', ')})${k.meant ? `: did you mean ${k.meant}?` : ''}`, { file: 'states/top.yaml', line: k.line, key: k.key }),
     );
+    if (tree.states.length > MAX_STATES)
+      throw new InputError(`${tree.states.length.toLocaleString('en')} states: at most ${MAX_STATES.toLocaleString('en')} in one tree`, { file: 'states/top.yaml' });
     if (tree.states.length === 0)
       throw new InputError(`nothing applies to ${env}: top.yaml selects no state file for it${warnings.length ? ` (${warnings.map((w) => w.message).join('; ')})` : ''}`, { file: 'states/top.yaml' });
     const states = compile(tree.states, registry);

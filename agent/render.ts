@@ -9,6 +9,70 @@ import { revealDeep } from './secret.js';
 import { Tree } from './treefile.js';
 import type { Grains } from './grains.js';
 
+/**
+ * What one render may cost: its output, the steps of its loops, its time, the items of one range().
+ * Past any of them it is an input error naming the file, in seconds and bounded memory, never
+ * minutes of CPU or an out-of-memory crash (a loop of 100 million took over a minute here).
+ */
+export const renderLimits = { outputChars: 16 * 1024 * 1024, steps: 1_000_000, ms: 10_000, rangeItems: 1_000_000 };
+
+class RenderLimitError extends Error {
+  override name = 'RenderLimitError';
+}
+
+/** The budget of the render in progress (renders are synchronous: one at a time). */
+let budget: { output: number; steps: number; deadline: number } | undefined;
+
+const runtime = (nunjucks as unknown as { runtime: { suppressValue: (v: unknown, a: boolean) => unknown; Frame: { prototype: { set: (...a: unknown[]) => unknown } } } }).runtime;
+const suppressValue = runtime.suppressValue;
+runtime.suppressValue = function (value: unknown, autoescape: boolean) {
+  const out = suppressValue.call(this, value, autoescape);
+  if (budget && typeof out === 'string' && (budget.output += out.length) > renderLimits.outputChars)
+    throw new RenderLimitError(`the output is over ${renderLimits.outputChars / 1024 / 1024} MB (a loop too big?)`);
+  return out;
+};
+const frameSet = runtime.Frame.prototype.set;
+// Every loop iteration binds its variables with frame.set, and so does {% set %}: the place to
+// count steps, watch the clock, and catch a string doubled until memory runs out.
+runtime.Frame.prototype.set = function (this: unknown, ...args: unknown[]) {
+  if (budget) {
+    if (++budget.steps > renderLimits.steps) throw new RenderLimitError(`more than ${renderLimits.steps.toLocaleString('en')} loop steps (a loop too big?)`);
+    if ((budget.steps & 1023) === 0 && Date.now() > budget.deadline) throw new RenderLimitError(`rendering took more than ${renderLimits.ms / 1000} s (a loop too big?)`);
+    if (typeof args[1] === 'string' && args[1].length > renderLimits.outputChars) throw new RenderLimitError(`a value is over ${renderLimits.outputChars / 1024 / 1024} MB`);
+  }
+  return frameSet.apply(this, args);
+};
+
+/**
+ * Runs one render within its budget. Literal text is written to the output without passing
+ * suppressValue, so the finished output is measured too; a string past what V8 holds is a
+ * RangeError, which says the same.
+ */
+function withinBudget(render: () => string): string {
+  const outer = budget;
+  budget = { output: 0, steps: 0, deadline: Date.now() + renderLimits.ms };
+  let out: string;
+  try {
+    out = render();
+  } catch (err) {
+    if (err instanceof RangeError || /Invalid string length/.test((err as Error)?.message ?? '')) throw new RenderLimitError('the output grew past what memory can hold (a loop too big?)');
+    throw err;
+  } finally {
+    budget = outer;
+  }
+  if (out.length > renderLimits.outputChars) throw new RenderLimitError(`the output is over ${renderLimits.outputChars / 1024 / 1024} MB (a loop too big?)`);
+  return out;
+}
+
+/** range() as Jinja's, but refusing one so long that building it would be the problem. */
+function range(start: number, stop?: number, step = 1): number[] {
+  const [from, to] = stop === undefined ? [0, start] : [start, stop];
+  if (!step) throw new Error('range: step cannot be 0');
+  const count = Math.max(0, Math.ceil((to - from) / step));
+  if (count > renderLimits.rangeItems) throw new RenderLimitError(`range of ${count.toLocaleString('en')} items: at most ${renderLimits.rangeItems.toLocaleString('en')}`);
+  return Array.from({ length: count }, (_, i) => from + i * step);
+}
+
 export class UndefinedKeyError extends Error {
   readonly key: string;
   constructor(key: string) {
@@ -71,6 +135,7 @@ export class Renderer {
       autoescape: false,
       throwOnUndefined: true,
     });
+    this.#env.addGlobal('range', range);
     // Templates need the real values; every printer masks them again by value.
     this.#scope = {
       pillar: strict(revealDeep(scope.pillar), 'pillar'),
@@ -85,8 +150,9 @@ export class Renderer {
     try {
       // Its path in the tree, so that `{% include './x.j2' %}` is found next to it.
       const path = file.startsWith('states/') ? join(this.#baseDir, file.slice('states/'.length)) : file;
-      return this.#env.renderString(text, { ...this.#scope, ...extra }, { path } as never) as unknown as string;
+      return withinBudget(() => this.#env.renderString(text, { ...this.#scope, ...extra }, { path } as never) as unknown as string);
     } catch (err) {
+      if (err instanceof RenderLimitError || (err as Error)?.message?.includes('RenderLimitError')) throw limitError(err, file);
       throw this.#refusal(file, text) ?? toInputError(err, file, text, this.#show);
     }
   }
@@ -98,8 +164,9 @@ export class Renderer {
     // The template itself must be a file of the tree: if not, the state that names it is at fault.
     if (tree.resolve(path, { key: 'source' }) === null) throw new InputError(`${tree.show(path)} does not exist (templates are relative to states/)`, { key: 'source' });
     try {
-      return this.#env.render(path, { ...this.#scope, ...extra });
+      return withinBudget(() => this.#env.render(path, { ...this.#scope, ...extra }));
     } catch (err) {
+      if (err instanceof RenderLimitError || (err as Error)?.message?.includes('RenderLimitError')) throw limitError(err, tree.show(path));
       const refused = this.#refusal(tree.show(path), undefined, path);
       if (refused) throw refused;
       let source: string | undefined;
@@ -167,6 +234,13 @@ class TreeTemplateLoader extends nunjucks.Loader {
       throw err;
     }
   }
+}
+
+/** A render past its budget, as an input error (nunjucks may have wrapped it: its text is kept). */
+function limitError(err: unknown, file: string): InputError {
+  const text = (err as Error).message ?? String(err);
+  const why = /RenderLimitError: ([^\n]*)/.exec(text)?.[1] ?? text.split('\n').pop()!.trim();
+  return new InputError(`template too costly: ${why}`, { file });
 }
 
 /**

@@ -28,7 +28,19 @@ export interface ParseOptions {
  * starting with `!` would otherwise silently become an empty string) is an InputError with file
  * and line.
  */
+/** Deeper than this is not configuration (and recursion over it would overflow the stack). */
+const MAX_DEPTH = 200;
+
 export function parseYaml(text: string, file: string, options: ParseOptions = {}): YamlFile {
+  try {
+    return parse(text, file, options);
+  } catch (err) {
+    if (err instanceof RangeError) throw new InputError(`invalid YAML: nested too deeply (at most ${MAX_DEPTH} levels)`, { file });
+    throw err;
+  }
+}
+
+function parse(text: string, file: string, options: ParseOptions): YamlFile {
   const lineCounter = new LineCounter();
   // Duplicate keys are found below, in one pass: the library's own check compares every key of a
   // map with every other (12.7 s for a 1 MB state file).
@@ -40,14 +52,22 @@ export function parseYaml(text: string, file: string, options: ParseOptions = {}
   };
   if (problem) {
     const line = problem.linePos?.[0]?.line;
+    if (/call stack/i.test(problem.message)) throw fail(`nested too deeply (at most ${MAX_DEPTH} levels)`, line);
     throw fail(problem.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''), line);
   }
   const lineOf = (node: Node | null | undefined) => {
     const offset = node?.range?.[0];
     return offset === undefined ? undefined : lineCounter.linePos(offset).line;
   };
+  const tooDeep = (node: Node, path: readonly unknown[]) => {
+    if (path.length > MAX_DEPTH && path.filter((n) => isMap(n) || isSeq(n)).length >= MAX_DEPTH) throw fail(`nested too deeply (at most ${MAX_DEPTH} levels)`, lineOf(node));
+  };
   visit(doc, {
-    Map(_, map) {
+    Seq(_, seq, path) {
+      tooDeep(seq as Node, path);
+    },
+    Map(_, map, path) {
+      tooDeep(map as Node, path);
       const seen = new Set<string>();
       for (const pair of map.items) {
         if (!isScalar(pair.key)) continue;

@@ -130,10 +130,14 @@ function parse(argv: string[], io: Io): Parsed {
 /** The states `--only` names (by ID or name), with everything they depend on. */
 function selectOnly(states: CompiledState[], only: string[]): CompiledState[] {
   const wanted = new Set<CompiledState>();
-  const add = (s: CompiledState) => {
-    if (wanted.has(s)) return;
-    wanted.add(s);
-    s.deps.forEach((d) => add(d.state));
+  // With a stack of its own: a long chain of requisites must not overflow the call stack.
+  const add = (first: CompiledState) => {
+    const todo = [first];
+    for (let s = todo.pop(); s; s = todo.pop()) {
+      if (wanted.has(s)) continue;
+      wanted.add(s);
+      todo.push(...s.deps.map((d) => d.state));
+    }
   };
   for (const id of only) {
     const matches = states.filter((s) => s.id === id || s.args.name === id);

@@ -44,6 +44,11 @@ function show(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** A name with a newline in it (an ID from a careless template) stays on its line. */
+function oneLine(text: string): string {
+  return text.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
+}
+
 export function formatChange(c: Change): string[] {
   if (c.diff !== undefined) return [`${c.what}:`, ...c.diff.split('\n').map((l) => `  ${l}`)];
   if (c.old === undefined && c.new === undefined) return [c.what];
@@ -127,7 +132,7 @@ export class ConsoleReporter implements Reporter {
   }
 
   #result(r: StateResult): void {
-    const head = `  ${this.#paint(COLOR[r.status], MARK[r.status])} ${r.function.padEnd(18)} ${r.name}  ${this.#paint('90', seconds(r.durationMs))}`;
+    const head = `  ${this.#paint(COLOR[r.status], MARK[r.status])} ${r.function.padEnd(18)} ${oneLine(r.name)}  ${this.#paint('90', seconds(r.durationMs))}`;
     // Why a state did nothing fits on its line; why it failed gets lines of its own.
     const inline = r.status === 'not-needed' || (r.status === 'ok' && this.#o.verbose);
     this.#out(inline && r.comment ? `${head}  ${this.#paint('90', `(${r.comment})`)}` : head);

@@ -127,3 +127,30 @@ t.test('renderFile', async (t) => {
     t.match(err.place, { file: /templates\/inner\.j2$/, line: 2 }, 'the included file and its line');
   });
 });
+
+t.test('a template that would cost minutes or all memory fails in seconds, naming its file', async (t) => {
+  const { renderLimits } = await import('../../agent/render.js');
+  const r = renderer();
+  const costly = (text: string) => {
+    const started = Date.now();
+    const err = renderError(t, () => r.renderString(text, 'states/big.yaml'));
+    t.ok(Date.now() - started < 5000, 'within seconds');
+    return err.format();
+  };
+  t.equal(costly('{% for i in range(100000000) %}x{% endfor %}'), 'states/big.yaml: template too costly: range of 100,000,000 items: at most 1,000,000');
+  t.equal(costly('{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}'), 'states/big.yaml: template too costly: more than 1,000,000 loop steps (a loop too big?)');
+  t.equal(costly('{% set s = "x" %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s }}'), 'states/big.yaml: template too costly: a value is over 16 MB');
+  const was = renderLimits.outputChars;
+  t.teardown(() => void (renderLimits.outputChars = was));
+  renderLimits.outputChars = 1024 * 1024;
+  t.equal(costly('{% for i in range(40000) %}{{ "0123456789abcdefghijklmnopqrstuv" }}{% endfor %}'), 'states/big.yaml: template too costly: the output is over 1 MB (a loop too big?)', 'output of values, while it grows');
+  t.equal(costly('{% for i in range(100000) %}0123456789abcdef{% endfor %}'), 'states/big.yaml: template too costly: the output is over 1 MB (a loop too big?)', 'literal text, once it is done');
+  renderLimits.outputChars = was;
+  t.equal(r.renderString('{% for i in range(3) %}{{ i }}{% endfor %}', 'states/ok.yaml'), '012', 'a normal loop is fine');
+  t.same(r.renderString('{{ range(2, 10, 3) | join(",") }}', 'states/ok.yaml'), '2,5,8', "range() as Jinja's");
+});
+
+t.test('a key with a newline is shown on one line', async (t) => {
+  const { InputError } = await import('../../agent/errors.js');
+  t.equal(new InputError('unknown module', { file: 'states/a.yaml', line: 3, key: 'evil\nline' }).format(), 'states/a.yaml:3: evil\\nline: unknown module');
+});
