@@ -8,12 +8,17 @@ import { errorMessage } from './errors.js';
 import type { CompiledState } from './compile.js';
 import type { Context, Plan } from './modules/types.js';
 import type { Reporter, RunSummary, StateResult, StateStatus } from './report/events.js';
+import { Reactions } from './reactions.js';
 
 export interface RunOptions {
   env: string;
   test: boolean;
   startedBy: RunSummary['startedBy'];
   reporters: Reporter[];
+  /** Reactions owed from earlier runs (reactions.ts); none when not given. */
+  reactions?: Reactions;
+  /** The run covers the whole tree: what states no longer in it owed is forgotten. */
+  wholeTree?: boolean;
 }
 
 const FAILED: StateStatus[] = ['failed', 'skipped'];
@@ -28,11 +33,18 @@ export class Runner {
   readonly #ctx: Context;
   readonly #options: RunOptions;
   readonly #results = new Map<CompiledState, StateResult>();
+  readonly #reactions: Reactions;
+  readonly #unaccounted: [CompiledState, StateStatus][] = [];
+  /** For each state, the states that react to its changes (watch, onchanges). */
+  readonly #reactors = new Map<CompiledState, CompiledState[]>();
 
   constructor(states: CompiledState[], ctx: Context, options: RunOptions) {
     this.#states = states;
     this.#ctx = ctx;
     this.#options = options;
+    this.#reactions = options.reactions ?? Reactions.none();
+    for (const s of states)
+      for (const d of s.deps) if (d.kind === 'watch' || d.kind === 'onchanges') this.#reactors.set(d.state, [...(this.#reactors.get(d.state) ?? []), s]);
   }
 
   #emit(event: Parameters<Reporter['on']>[0]): void {
@@ -45,9 +57,12 @@ export class Runner {
     const { env, test, startedBy } = this.#options;
     this.#emit({ kind: 'run-start', runId, env, test, startedBy, states: this.#states.length });
     for (const state of this.#states) state.function.warm?.(state.args, this.#ctx).catch(() => undefined);
+    if (!test && this.#options.wholeTree) await this.#reactions.keepOnly(new Set(this.#states.map((s) => s.key)));
     for (const state of this.#states) {
       if (this.#results.has(state)) continue; // done in a batch
       await this.#runState(state);
+      // Every result recorded since (a batch records several), on disk before the next state runs.
+      for (const [done, status] of this.#unaccounted.splice(0)) await this.#account(done, status);
     }
     const results = this.#states.map((s) => this.#results.get(s)!);
     const count = (...st: StateStatus[]) => results.filter((r) => st.includes(r.status)).length;
@@ -68,6 +83,18 @@ export class Runner {
     return summary;
   }
 
+  /**
+   * What is owed and done, on disk as it happens: a state that changed makes its watchers and
+   * onchanges states owe a reaction (written before their turn, so a killed run leaves it); a
+   * state that ran through crosses its own out.
+   */
+  async #account(state: CompiledState, status: StateStatus): Promise<void> {
+    if (this.#options.test) return;
+    if (status === 'changed' || status === 'ok') await this.#reactions.done(state.key);
+    const reactors = this.#reactors.get(state);
+    if (status === 'changed' && reactors) await this.#reactions.owe(reactors.map((r) => r.key), `${label(state)} changed`);
+  }
+
   #record(state: CompiledState, status: StateStatus, started: number, comment: string, plan?: Plan): StateResult {
     const result: StateResult = {
       key: state.key,
@@ -82,6 +109,7 @@ export class Runner {
       line: state.place.line,
     };
     this.#results.set(state, result);
+    this.#unaccounted.push([state, status]);
     this.#emit({ kind: 'state-result', result });
     return result;
   }
@@ -95,7 +123,7 @@ export class Runner {
     if (onfail.length > 0 && !onfail.some((d) => FAILED.includes(this.#results.get(d.state)!.status)))
       return { status: 'not-needed', comment: 'onfail: no requisite failed' };
     const onchanges = state.deps.filter((d) => d.kind === 'onchanges');
-    if (onchanges.length > 0 && !onchanges.some((d) => CHANGED.includes(this.#results.get(d.state)!.status)))
+    if (onchanges.length > 0 && !onchanges.some((d) => CHANGED.includes(this.#results.get(d.state)!.status)) && !this.#reactions.owed(state.key))
       return { status: 'not-needed', comment: 'onchanges: no requisite changed' };
     return undefined;
   }
@@ -133,10 +161,12 @@ export class Runner {
       const current = await fn.check(state.args, this.#ctx);
       let plan = fn.plan(current, state.args, this.#ctx);
       const watched = state.deps.filter((d) => d.kind === 'watch' && CHANGED.includes(this.#results.get(d.state)!.status));
+      // A reaction an earlier run owed (its watcher failed, was skipped, or the run was killed).
+      const owed = watched.length === 0 && state.deps.some((d) => d.kind === 'watch') ? this.#reactions.owed(state.key) : undefined;
 
       if (plan.changes.length === 0) {
-        if (watched.length > 0 && fn.refresh) {
-          const why = `watch: ${watched.map((d) => label(d.state)).join(', ')} changed`;
+        if ((watched.length > 0 || owed) && fn.refresh) {
+          const why = owed ? `pending since ${owed.since}: ${owed.reason}` : `watch: ${watched.map((d) => label(d.state)).join(', ')} changed`;
           if (this.#options.test) {
             this.#record(state, 'would-change', started, `would refresh (${why})`, { changes: [{ what: 'refresh', old: null, new: why }] });
             return;
@@ -159,9 +189,9 @@ export class Runner {
         if (typeof outcome === 'object' && outcome.changes) plan = { ...plan, changes: outcome.changes };
         // A watched state changed too: the watcher's own change (enabling it, say) did not load
         // the new configuration, unless its apply (re)started it.
-        if (watched.length > 0 && fn.refresh && !restarted) {
+        if ((watched.length > 0 || owed) && fn.refresh && !restarted) {
           const did = await fn.refresh(state.args, this.#ctx);
-          plan = { ...plan, changes: [...plan.changes, { what: did, old: null, new: `watch: ${watched.map((d) => label(d.state)).join(', ')} changed` }] };
+          plan = { ...plan, changes: [...plan.changes, { what: did, old: null, new: owed ? `pending: ${owed.reason}` : `watch: ${watched.map((d) => label(d.state)).join(', ')} changed` }] };
         }
         await this.#verify(state, plan, started);
       }

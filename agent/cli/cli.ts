@@ -15,6 +15,7 @@ import { JsonReporter } from '../report/json.js';
 import type { Reporter, RunSummary, StateResult } from '../report/events.js';
 import { JournalReporter } from '../report/journal.js';
 import { systemJournal } from '../journal.js';
+import { Reactions, reactionPaths } from '../reactions.js';
 import { Runner } from '../runner.js';
 import { deployKey } from './deploykey.js';
 import { postgresChild } from '../postgres/child.js';
@@ -151,8 +152,10 @@ function selectOnly(states: CompiledState[], only: string[]): CompiledState[] {
 }
 
 /** Runs states with the run's context and reporters; the JSON report prints at the end. */
-async function runStates(p: Parsed, loaded: Loaded, ctx: Context, states: CompiledState[], test: boolean, reporters: Reporter[]): Promise<RunSummary> {
-  const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters }).run();
+async function runStates(p: Parsed, io: Io, loaded: Loaded, ctx: Context, states: CompiledState[], test: boolean, reporters: Reporter[]): Promise<RunSummary> {
+  if (io.env.BRINE_REACTIONS) reactionPaths.file = io.env.BRINE_REACTIONS;
+  const reactions = await Reactions.load(test);
+  const summary = await new Runner(states, ctx, { env: loaded.env, test, startedBy: p.startedBy, reporters, reactions, wholeTree: states === loaded.states }).run();
   for (const r of reporters) await r.close?.();
   return summary;
 }
@@ -182,7 +185,7 @@ export async function apply(p: Parsed, io: Io): Promise<number> {
   if (p.splayMs > 0) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * p.splayMs)));
   const summary = await withRunContext(p, io, `agent apply${p.test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, (loaded, ctx) => {
     const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
-    return runStates(p, loaded, ctx, states, p.test, reportersFor(p, io, loaded.pillar.masker));
+    return runStates(p, io, loaded, ctx, states, p.test, reportersFor(p, io, loaded.pillar.masker));
   });
   return summary.failed + summary.skipped > 0 ? ExitCode.failed : ExitCode.ok;
 }
@@ -194,7 +197,7 @@ async function status(p: Parsed, io: Io): Promise<number> {
   const failedStates = last && last.result === 'failed' ? await journal.read([`BRINE_RUN_ID=${last.runId}`, 'BRINE_EVENT=state', 'BRINE_RESULT=failed']) : [];
   const collected: StateResult[] = [];
   const collector: Reporter = { on: (e) => void (e.kind === 'state-result' && collected.push(e.result)) };
-  const { summary, loaded } = await withRunContext(p, io, 'agent status', async (loaded, ctx) => ({ summary: await runStates(p, loaded, ctx, loaded.states, true, [collector]), loaded }));
+  const { summary, loaded } = await withRunContext(p, io, 'agent status', async (loaded, ctx) => ({ summary: await runStates(p, io, loaded, ctx, loaded.states, true, [collector]), loaded }));
   const pending = collected.filter((r) => r.status === 'would-change' || r.status === 'failed');
   const converged = pending.length === 0;
   if (p.json) {
@@ -208,7 +211,9 @@ async function status(p: Parsed, io: Io): Promise<number> {
         ? `converged now: yes (${summary.total} states checked)`
         : `converged now: no, ${pending.length} of ${summary.total} states would change or fail:`,
     );
-    for (const r of pending) lines.push(`  ${r.status === 'failed' ? '✗' : '?'} ${r.function} ${r.name}${r.changes.length ? ` (${r.changes.map((c) => c.what).join(', ')})` : ''}`);
+    // An owed restart reads as one: `pending restart: nginx.site app changed (since …)`.
+    const what = (c: StateResult['changes'][number]) => (c.what === 'refresh' && typeof c.new === 'string' && c.new.startsWith('pending') ? `${c.new.replace(/^pending since (\S+): (.*)$/, 'pending restart: $2, since $1')}` : c.what);
+    for (const r of pending) lines.push(`  ${r.status === 'failed' ? '✗' : '?'} ${r.function} ${r.name}${r.changes.length ? ` (${r.changes.map(what).join(', ')})` : ''}`);
     io.stdout(`${loaded.pillar.masker.mask(lines.join('\n'))}\n`);
   }
   return converged ? ExitCode.ok : ExitCode.failed;

@@ -6,6 +6,7 @@ import { Facts } from '../../agent/facts.js';
 import { stateFunction, type Context, type StateFunction } from '../../agent/modules/types.js';
 import type { RunEvent, StateResult } from '../../agent/report/events.js';
 import { Runner } from '../../agent/runner.js';
+import { Reactions, reactionPaths } from '../../agent/reactions.js';
 import type { RequisiteKind } from '../../agent/sls.js';
 import { MASK, Masker } from '../../agent/secret.js';
 
@@ -98,7 +99,7 @@ function fakeProcesses(codes: Record<string, number> = {}) {
   return { runner, calls };
 }
 
-async function run(states: States, options: { test?: boolean; processes?: ProcessRunner; masker?: Masker } = {}) {
+async function run(states: States, options: { test?: boolean; processes?: ProcessRunner; masker?: Masker; reactions?: Reactions } = {}) {
   const events: RunEvent[] = [];
   const ctx: Context = {
     runner: options.processes ?? fakeProcesses().runner,
@@ -111,7 +112,7 @@ async function run(states: States, options: { test?: boolean; processes?: Proces
       throw new Error('no templates here');
     },
   };
-  const summary = await new Runner(states.list, ctx, { env: 'staging', test: options.test ?? false, startedBy: 'hand', reporters: [{ on: (e) => events.push(e) }] }).run();
+  const summary = await new Runner(states.list, ctx, { env: 'staging', test: options.test ?? false, startedBy: 'hand', reporters: [{ on: (e) => events.push(e) }], reactions: options.reactions, wholeTree: true }).run();
   const results: Record<string, StateResult> = {};
   for (const e of events) if (e.kind === 'state-result') results[e.result.id] = e.result;
   const status = (id: string) => results[id]?.status;
@@ -562,3 +563,70 @@ t.test('run events: run-start, then a start and a result per state, then run-end
   t.match(summary, { total: 2, changed: 1, ok: 1, notNeeded: 1, failed: 0, skipped: 0 });
 });
 
+
+t.test('a reaction that did not happen is owed: the next run does it, though nothing changed again', async (t) => {
+  reactionPaths.file = `${t.testdir()}/reactions.json`;
+  const sys = new FakeSystem();
+  let failRefresh = true;
+  const refreshes: string[] = [];
+  const build = () => {
+    const states = new States();
+    const code = states.add('code', setter(sys));
+    const app = states.add('app', setter(sys, {
+      async refresh(args) {
+        refreshes.push(args.name);
+        if (failRefresh) throw new Error('the app did not come back');
+        return 'restarted';
+      },
+    }));
+    needs(app, 'watch', code);
+    return states;
+  };
+  sys.values.set('app', 'new');
+  const first = await run(build(), { reactions: await Reactions.load(false) });
+  t.same([first.status('code'), first.status('app')], ['changed', 'failed'], 'the code changed, the restart failed');
+  t.match((await Reactions.load(true)).owed('thing.set:app'), { reason: 'thing.set code changed' }, 'written down');
+
+  failRefresh = false;
+  const test = await run(build(), { test: true, reactions: await Reactions.load(true) });
+  t.equal(test.status('app'), 'would-change', '--test says the restart is still owed');
+  t.match(test.results.app!.comment, /would refresh \(pending since .*: thing\.set code changed\)/);
+
+  const second = await run(build(), { reactions: await Reactions.load(false) });
+  t.same([second.status('code'), second.status('app')], ['ok', 'changed'], 'nothing changed, and the app is restarted anyway');
+  t.same(refreshes, ['app', 'app']);
+  t.equal((await Reactions.load(true)).owed('thing.set:app'), undefined, 'and no longer owed');
+  const third = await run(build(), { reactions: await Reactions.load(false) });
+  t.equal(third.status('app'), 'ok', 'then all is quiet');
+});
+
+t.test('an onchanges state that failed runs the next time, though its requisite did not change again', async (t) => {
+  reactionPaths.file = `${t.testdir()}/reactions.json`;
+  const sys = new FakeSystem();
+  let migrateFails = true;
+  const build = () => {
+    const states = new States();
+    const code = states.add('code', setter(sys));
+    const migrate = states.add('migrate', setter(sys, {
+      async check() {
+        return null;
+      },
+      plan() {
+        return { changes: [{ what: 'command', old: null, new: 'migrate' }] };
+      },
+      async apply() {
+        if (migrateFails) throw new Error('the database is down');
+      },
+      action: true,
+    }));
+    needs(migrate, 'onchanges', code);
+    return states;
+  };
+  const first = await run(build(), { reactions: await Reactions.load(false) });
+  t.same([first.status('code'), first.status('migrate')], ['changed', 'failed']);
+  migrateFails = false;
+  const second = await run(build(), { reactions: await Reactions.load(false) });
+  t.same([second.status('code'), second.status('migrate')], ['ok', 'changed'], 'the migration that failed runs, though the code did not change again');
+  const third = await run(build(), { reactions: await Reactions.load(false) });
+  t.equal(third.status('migrate'), 'not-needed');
+});

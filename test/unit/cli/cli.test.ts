@@ -42,7 +42,7 @@ function project(t: Test, states?: string, extra: Record<string, string> = {}) {
   const lockPath = `${dir}/run/agent.lock`;
   const agent = async (...argv: string[]) => {
     // The lock in the testdir, not /run; no journal entries from unit tests.
-    const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0' });
+    const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0', BRINE_REACTIONS: `${lockPath}.reactions` });
     const code = await main(argv, c.io);
     return { code, out: c.out(), err: c.err() };
   };
@@ -83,7 +83,7 @@ t.test('without --env, the environment comes from ROOT/environment', async (t) =
 
 t.test('the root comes from --root, else BRINE_ROOT', async (t) => {
   const { dir, lockPath } = project(t);
-  const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0', BRINE_ROOT: dir });
+  const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0', BRINE_REACTIONS: `${lockPath}.reactions`, BRINE_ROOT: dir });
   t.equal(await main(['validate', '--env', 'staging'], c.io), 0);
   t.match(c.out(), /^valid: staging/);
 });
@@ -238,7 +238,7 @@ t.test('__swap-tree puts the synced tree in place under the run lock', async (t)
   });
   const lockPath = `${dir}/run/agent.lock`;
   const swap = async () => {
-    const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0' });
+    const c = capture({ BRINE_LOCK: lockPath, BRINE_JOURNAL: '0', BRINE_REACTIONS: `${lockPath}.reactions` });
     return { code: await main(['__swap-tree', `${dir}/next`, '--root', `${dir}/live`], c.io), err: c.err() };
   };
   // A run holds the lock: the swap waits for it.
