@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { commandArgv } from './argv.js';
+import { displayCommand } from './exec.js';
 import { errorMessage } from './errors.js';
 import type { CompiledState } from './compile.js';
 import type { Context, Plan } from './modules/types.js';
@@ -23,6 +24,11 @@ export interface RunOptions {
 
 const FAILED: StateStatus[] = ['failed', 'skipped'];
 const CHANGED: StateStatus[] = ['changed', 'would-change'];
+
+/** A state's name as shown: an argv list (a cmd.run) as a command line. */
+function nameOf(s: CompiledState): string {
+  return Array.isArray(s.args.name) ? displayCommand(s.args.name as string[]) : String(s.args.name);
+}
 
 function label(s: CompiledState): string {
   return `${s.module}.${s.fn} ${s.id}`;
@@ -100,7 +106,7 @@ export class Runner {
       key: state.key,
       id: state.id,
       function: `${state.module}.${state.fn}`,
-      name: String(state.args.name),
+      name: nameOf(state),
       status,
       changes: plan?.changes ?? [],
       comment: this.#ctx.masker.mask(comment),
@@ -145,7 +151,7 @@ export class Runner {
 
   async #runState(state: CompiledState): Promise<void> {
     const started = Date.now();
-    this.#emit({ kind: 'state-start', key: state.key, id: state.id, function: `${state.module}.${state.fn}`, name: String(state.args.name) });
+    this.#emit({ kind: 'state-start', key: state.key, id: state.id, function: `${state.module}.${state.fn}`, name: nameOf(state) });
     const gate = this.#gate(state);
     if (gate) {
       this.#record(state, gate.status, started, gate.comment);
@@ -230,7 +236,7 @@ export class Runner {
       if (onlyif || unless || creates) continue;
       if (!other.deps.every((d) => d.kind === 'require' && this.#results.has(d.state) && !FAILED.includes(this.#results.get(d.state)!.status))) continue;
       const t0 = Date.now();
-      this.#emit({ kind: 'state-start', key: other.key, id: other.id, function: `${other.module}.${other.fn}`, name: String(other.args.name) });
+      this.#emit({ kind: 'state-start', key: other.key, id: other.id, function: `${other.module}.${other.fn}`, name: nameOf(other) });
       try {
         const cur = await fn.check(other.args, this.#ctx);
         const p = fn.plan(cur, other.args, this.#ctx);

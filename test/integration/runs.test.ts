@@ -85,6 +85,37 @@ t.test('runs, bootstraps and environments', async (t) => {
     t.match(status.stdout, /^last run: .* \(hand\): interrupted — it never finished/m, status.stdout);
   });
 
+  await t.test('a reaction that failed, or that a killed run never reached, is done by the next run', async (t) => {
+    // A config file; a "migration" that runs on its changes and fails until /tmp/db-up exists.
+    const tree = (version: string) => ({
+      'states/top.yaml': "'*':\n  - app\n",
+      'states/app.yaml': `/etc/app.conf:\n  file.managed:\n    - contents: "${version}\\n"\nmigrate:\n  cmd.run:\n    - name: [sh, -c, 'test -f /tmp/db-up && sleep 1 && echo "$(cat /etc/app.conf)" >> /tmp/migrated']\n    - onchanges:\n      - file: /etc/app.conf\n`,
+      'pillar/common.yaml': 'x: 1\n',
+      'pillar/test/env.yaml': 'y: 1\n',
+    });
+    await stage(server, '/srv/react', tree('v1'));
+    const first = await server.exec(['agent', 'apply', '--root', '/srv/react'], { allowFailure: true });
+    t.equal(first.code, 2, 'the migration fails: the database is down');
+    const status = await server.exec(['agent', 'status', '--root', '/srv/react'], { allowFailure: true });
+    t.equal(status.code, 2);
+    t.match(status.stdout, /converged now: no, 1 of 2 states would change or fail:\n {2}\? cmd\.run +sh -c 'test -f \/tmp\/db-up/, 'status says the migration is still owed');
+    await server.exec(['touch', '/tmp/db-up']);
+    const second = await server.exec(['agent', 'apply', '--root', '/srv/react'], { allowFailure: true });
+    t.equal(second.code, 0, second.stdout);
+    t.equal((await server.readFile('/tmp/migrated')).trim(), 'v1', 'the next run migrates, though the file did not change again');
+    t.match((await server.exec(['agent', 'apply', '--root', '/srv/react'])).stdout, /Summary: 2 succeeded, 0 changed/, 'then nothing is owed');
+
+    // Killed after the file changed, before the migration finished.
+    await stage(server, '/srv/react', tree('v2'));
+    const pgid = Number((await server.exec(['sh', '-c', 'setsid agent apply --root /srv/react > /dev/null 2>&1 & echo $!'])).stdout.trim());
+    for (let i = 0; i < 100 && !(await server.readFile('/etc/app.conf')).includes('v2'); i++) await sleep(50);
+    await server.exec(['kill', '-KILL', '--', `-${pgid}`]);
+    t.equal((await server.readFile('/tmp/migrated')).trim(), 'v1', 'the killed run did not migrate');
+    const after = await server.exec(['agent', 'apply', '--root', '/srv/react'], { allowFailure: true });
+    t.equal(after.code, 0, after.stdout);
+    t.equal((await server.readFile('/tmp/migrated')).trim().split('\n').pop(), 'v2', 'the next run did');
+  });
+
   await t.test('bootstrap.sh works with a long TMPDIR (macOS has one of about 50 characters)', async (t) => {
     const long = join(ws.dir, 'a-temporary-directory-with-quite-a-long-name', 'and-then-some-more');
     mkdirSync(long, { recursive: true });
