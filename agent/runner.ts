@@ -84,6 +84,7 @@ export class Runner {
       skipped: count('skipped'),
       notNeeded: count('not-needed'),
       durationMs: Date.now() - started,
+      ...(test ? { afterInstall: results.filter((r) => r.afterInstall).length } : {}),
     };
     this.#emit({ kind: 'run-end', summary, results });
     return summary;
@@ -101,7 +102,31 @@ export class Runner {
     if (status === 'changed' && reactors) await this.#reactions.owe(reactors.map((r) => r.key), `${label(state)} changed`);
   }
 
+  /**
+   * --test: the packages `state` waits on — the would-be installs of pkg states it depends on,
+   * directly or through other states (their results are in: requisites run first).
+   */
+  #afterInstall(state: CompiledState): string[] {
+    if (!this.#options.test) return [];
+    const found = new Set<string>();
+    const seen = new Set<CompiledState>();
+    const todo = [...state.deps.map((d) => d.state)];
+    for (let s = todo.pop(); s; s = todo.pop()) {
+      if (seen.has(s)) continue;
+      seen.add(s);
+      const result = this.#results.get(s);
+      if (s.module === 'pkg' && result?.status === 'would-change')
+        for (const c of result.changes) {
+          const m = /^package (\S+)$/.exec(c.what);
+          if (m && c.old === null) found.add(m[1]!);
+        }
+      todo.push(...s.deps.map((d) => d.state));
+    }
+    return [...found].sort();
+  }
+
   #record(state: CompiledState, status: StateStatus, started: number, comment: string, plan?: Plan): StateResult {
+    const after = this.#afterInstall(state);
     const result: StateResult = {
       key: state.key,
       id: state.id,
@@ -113,6 +138,7 @@ export class Runner {
       durationMs: Date.now() - started,
       file: state.place.file,
       line: state.place.line,
+      ...(after.length ? { afterInstall: after } : {}),
     };
     this.#results.set(state, result);
     this.#unaccounted.push([state, status]);

@@ -167,15 +167,20 @@ const site = stateFunction(SiteArgs, {
     // done, a marker says so, for the next run if this one is killed in between.
     const marker = `nginx-site-${args.name}`;
     await markPending(marker);
+    let reloaded: boolean;
     try {
-      await changeLive(ctx, live, refused);
+      reloaded = await changeLive(ctx, live, refused);
     } catch (err) {
       // The old files are back (or the error says they are not): nothing is half-done.
       await clearPending(marker);
       throw err;
     }
     await clearPending(marker);
-    return 'restarted';
+    // What the run did is all in its report, the test and the reload included.
+    const done: Change = reloaded
+      ? { what: 'nginx', old: null, new: 'nginx -t passed, nginx reloaded' }
+      : { what: 'nginx', old: null, new: 'nginx -t passed (nginx is not running: it reads the site when it starts)' };
+    return { restarted: true, changes: [...plan.changes, done] };
   },
   async refresh(_args, ctx) {
     const problem = await testConfig(ctx);

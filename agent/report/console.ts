@@ -116,6 +116,8 @@ export class ConsoleReporter implements Reporter {
           `${s.failed} failed`,
         ];
         if (s.skipped) parts.push(`${s.skipped} skipped`);
+        // A dry run on a server that lacks packages can only guess what their install scripts do.
+        if (s.afterInstall) parts.push(`${s.afterInstall} to be seen once packages are installed`);
         const line = `Summary: ${parts.join(', ')} · ${s.total} states in ${seconds(s.durationMs)}`;
         this.#out(s.failed || s.skipped ? this.#paint('31', line) : s.changed ? this.#paint(s.test ? '33' : '36', line) : this.#paint('32', line));
         if (this.#o.quietWhenClean && (s.changed > 0 || s.failed > 0 || s.skipped > 0)) {
@@ -132,7 +134,8 @@ export class ConsoleReporter implements Reporter {
   }
 
   #result(r: StateResult): void {
-    const head = `  ${this.#paint(COLOR[r.status], MARK[r.status])} ${r.function.padEnd(18)} ${oneLine(r.name)}  ${this.#paint('90', seconds(r.durationMs))}`;
+    const after = r.afterInstall ? `  ${this.#paint('33', `(after ${r.afterInstall.join(', ')} ${r.afterInstall.length > 1 ? 'are' : 'is'} installed: may differ)`)}` : '';
+    const head = `  ${this.#paint(COLOR[r.status], MARK[r.status])} ${r.function.padEnd(18)} ${oneLine(r.name)}  ${this.#paint('90', seconds(r.durationMs))}${after}`;
     // Why a state did nothing fits on its line; why it failed gets lines of its own.
     const inline = r.status === 'not-needed' || (r.status === 'ok' && this.#o.verbose);
     this.#out(inline && r.comment ? `${head}  ${this.#paint('90', `(${r.comment})`)}` : head);

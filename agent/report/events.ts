@@ -28,6 +28,12 @@ export interface StateResult {
   durationMs: number;
   file: string;
   line?: number;
+  /**
+   * --test only: what the prediction waits on — `nginx` when the state depends on packages the
+   * run would install, so what it says now may change once they are (their install scripts start
+   * services, add files).
+   */
+  afterInstall?: string[];
 }
 
 export interface RunSummary {
@@ -42,6 +48,8 @@ export interface RunSummary {
   skipped: number;
   notNeeded: number;
   durationMs: number;
+  /** --test: of the predictions, how many depend on packages the run would install first. */
+  afterInstall?: number;
 }
 
 export type RunEvent =

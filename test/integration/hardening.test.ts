@@ -83,6 +83,34 @@ t.test('bad input changes nothing on a booted server, and says where it is', asy
     t.match((await server.exec(['agent', 'apply', '--root', root])).stdout, /Summary: 1 succeeded, 0 changed/, 'and then nothing to change');
   });
 
+  await t.test('--test on a server without the packages: what depends on them is flagged, the rest is exact', async (t) => {
+    const root = '/root/dry';
+    await server.writeFile('/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755);
+    t.teardown(() => server.exec(['rm', '-f', '/usr/sbin/policy-rc.d']));
+    // Debian's default site is made by the nginx package: --test cannot see it before it is installed.
+    await stage(server, root, {
+      'states/top.yaml': top(),
+      ...pillar,
+      'states/main.yaml': "nginx-light:\n  pkg.installed: []\ndefault-site:\n  nginx.site_disabled:\n    - name: default\n    - require:\n      - pkg: nginx-light\n/etc/brine-dry:\n  file.managed:\n    - contents: \"x\\n\"\n",
+    });
+    const predicted = await server.exec(['agent', 'apply', '--root', root, '--test', '--json'], { allowFailure: true });
+    const p = JSON.parse(predicted.stdout) as { summary: { afterInstall: number }; states: { id: string; status: string; changes: unknown[]; afterInstall?: string[] }[] };
+    t.same(p.states.find((s) => s.id === 'default-site')?.afterInstall, ['nginx-light'], 'the site is flagged: it waits on nginx-light');
+    t.equal(p.summary.afterInstall, 1);
+    t.match((await server.exec(['agent', 'apply', '--root', root, '--test'], { allowFailure: true })).stdout, /nginx\.site_disabled default .*\(after nginx-light is installed: may differ\)[\s\S]*1 to be seen once packages are installed/);
+    const applied = await server.exec(['agent', 'apply', '--root', root, '--json'], { allowFailure: true, timeoutMs: 600_000 });
+    const a = JSON.parse(applied.stdout) as typeof p;
+    t.equal(applied.code, 0, applied.stderr);
+    const kind = (status: string) => (status === 'would-change' ? 'changed' : status);
+    for (const before of p.states) {
+      const after = a.states.find((s) => s.id === before.id)!;
+      const same = kind(before.status) === after.status && JSON.stringify(before.changes.map((c) => (c as { what: string }).what)) === JSON.stringify(after.changes.map((c) => (c as { what: string }).what));
+      if (!before.afterInstall) t.ok(same, `${before.id}: the prediction was exact (${before.status} → ${after.status})`);
+      else t.comment(`${before.id}: predicted ${before.status}, was ${after.status} (flagged)`);
+    }
+    t.equal(a.states.find((s) => s.id === 'default-site')?.status, 'changed', 'indeed it changed once nginx-light was there');
+  });
+
   await t.test('a run killed while dpkg configures a package: the next run repairs dpkg and converges', async (t) => {
     const root = '/root/pkg';
     await server.writeFile('/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755);

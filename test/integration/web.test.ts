@@ -186,7 +186,8 @@ t.test('nginx.site and supervisor.program converge, refuse what is broken, resta
   await t.test('a changed site is reloaded', async (t) => {
     const run = await apply({ ...base, site: site('/srv/www2') });
     t.equal(run.code, 0, run.output);
-    t.same(byId(run.states, 'web').changes.map((c) => c.what), ['content']);
+    t.same(byId(run.states, 'web').changes.map((c) => c.what), ['content', 'nginx']);
+    t.equal(byId(run.states, 'web').changes[1]!.new, 'nginx -t passed, nginx reloaded', 'the report says it tested and reloaded');
     t.equal(byId(run.states, 'nginx').status, 'ok', 'the site reloaded nginx itself');
     t.equal(await page(ports.web, 'version 2'), 'version 2', 'nginx serves the new site');
   });

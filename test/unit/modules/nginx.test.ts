@@ -256,7 +256,7 @@ t.test('a run killed between writing the site and reloading nginx: the next run 
   const plan = site.plan(current, a, ctx);
   t.same(plan.changes, [{ what: 'reload', old: 'interrupted', new: 'tested and reloaded' }]);
   fake.calls.length = 0;
-  t.equal(await site.apply(a, plan, current, ctx), 'restarted');
+  t.match(await site.apply(a, plan, current, ctx), { restarted: true, changes: [{ what: 'reload' }, { what: 'nginx', new: 'nginx -t passed, nginx reloaded' }] }, 'and says it tested and reloaded');
   t.same(fake.argvs(), [NGINX_T, IS_ACTIVE, RELOAD]);
   t.same(site.plan(await site.check(a, ctx), a, ctx).changes, [], 'and the marker is gone');
 });
