@@ -5,7 +5,8 @@ import nunjucks from 'nunjucks';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { InputError } from './errors.js';
-import { revealDeep } from './secret.js';
+import { Masker, isSecret } from './secret.js';
+import { SecretUseError, guardFilters, installSecretGuards, withMasker } from './templatesecrets.js';
 import { Tree } from './treefile.js';
 import type { Grains } from './grains.js';
 
@@ -86,7 +87,8 @@ const PROBED = new Set(['then', 'toJSON', 'length', '__keywords', 'constructor',
 
 /** Wraps a tree so that reading a missing key throws an UndefinedKeyError naming its path. */
 export function strict<T>(value: T, path: string): T {
-  if (value === null || typeof value !== 'object') return value;
+  // A Secret is handed over as itself: templatesecrets.ts decides what a template may do with it.
+  if (value === null || typeof value !== 'object' || isSecret(value)) return value;
   return new Proxy(value as object, {
     get(target, prop, receiver) {
       if (typeof prop === 'symbol') return Reflect.get(target, prop, receiver);
@@ -117,6 +119,8 @@ export interface RenderScope {
   pillar: Record<string, unknown>;
   env: string;
   grains: Grains;
+  /** Learns the text a template makes from a secret (`| b64encode`, `~`), to mask it in output. */
+  masker?: Masker;
 }
 
 export class Renderer {
@@ -124,6 +128,7 @@ export class Renderer {
   readonly #loader: TreeTemplateLoader;
   readonly #scope: Record<string, unknown>;
   readonly #baseDir: string;
+  readonly #masker: Masker;
 
   /** How a template's path is shown in messages: relative to the states dir, as `states/…`. */
   readonly #show = (path: string): string => (path.startsWith(`${this.#baseDir}/`) ? `states/${path.slice(this.#baseDir.length + 1)}` : path);
@@ -136,9 +141,13 @@ export class Renderer {
       throwOnUndefined: true,
     });
     this.#env.addGlobal('range', range);
-    // Templates need the real values; every printer masks them again by value.
+    // Secrets stay Secrets in templates: printed whole they are their real value (every printer
+    // masks it again by value); what filters and `~` make of them is a Secret the masker learns.
+    installSecretGuards();
+    guardFilters(this.#env);
+    this.#masker = scope.masker ?? new Masker();
     this.#scope = {
-      pillar: strict(revealDeep(scope.pillar), 'pillar'),
+      pillar: strict(scope.pillar, 'pillar'),
       env: scope.env,
       grains: strict(scope.grains, 'grains'),
     };
@@ -150,9 +159,10 @@ export class Renderer {
     try {
       // Its path in the tree, so that `{% include './x.j2' %}` is found next to it.
       const path = file.startsWith('states/') ? join(this.#baseDir, file.slice('states/'.length)) : file;
-      return withinBudget(() => this.#env.renderString(text, { ...this.#scope, ...extra }, { path } as never) as unknown as string);
+      return this.#render(() => this.#env.renderString(text, { ...this.#scope, ...extra }, { path } as never) as unknown as string);
     } catch (err) {
       if (err instanceof RenderLimitError || (err as Error)?.message?.includes('RenderLimitError')) throw limitError(err, file);
+      if (isSecretUse(err)) throw secretUseError(err, file, text);
       throw this.#refusal(file, text) ?? toInputError(err, file, text, this.#show);
     }
   }
@@ -164,9 +174,10 @@ export class Renderer {
     // The template itself must be a file of the tree: if not, the state that names it is at fault.
     if (tree.resolve(path, { key: 'source' }) === null) throw new InputError(`${tree.show(path)} does not exist (templates are relative to states/)`, { key: 'source' });
     try {
-      return withinBudget(() => this.#env.render(path, { ...this.#scope, ...extra }));
+      return this.#render(() => this.#env.render(path, { ...this.#scope, ...extra }));
     } catch (err) {
       if (err instanceof RenderLimitError || (err as Error)?.message?.includes('RenderLimitError')) throw limitError(err, tree.show(path));
+      if (isSecretUse(err)) throw secretUseError(err, tree.show(path), readFileSync(join(this.#baseDir, path), 'utf8'));
       const refused = this.#refusal(tree.show(path), undefined, path);
       if (refused) throw refused;
       let source: string | undefined;
@@ -177,6 +188,15 @@ export class Renderer {
       }
       throw toInputError(err, this.#show(join(this.#baseDir, path)), source, this.#show);
     }
+  }
+
+  #render(render: () => string): string {
+    return withMasker(this.#masker, () => withinBudget(render));
+  }
+
+  /** Knows every secret's text, and what templates made of them. */
+  get masker(): Masker {
+    return this.#masker;
   }
 
   get baseDir(): string {
@@ -243,6 +263,42 @@ function limitError(err: unknown, file: string): InputError {
   return new InputError(`template too costly: ${why}`, { file });
 }
 
+const isSecretUse = (err: unknown): boolean => err instanceof SecretUseError || /SecretUseError: /.test((err as Error)?.message ?? '');
+
+/**
+ * A template that would let a secret out unmasked, as an input error at its line (nunjucks may
+ * have wrapped it: its text is kept, and its line when it gave one).
+ */
+function secretUseError(err: unknown, file: string, source: string | undefined): InputError {
+  const text = (err as Error).message ?? String(err);
+  const why = /SecretUseError: ([^\n]*)/.exec(text)?.[1] ?? text;
+  const m = /\[Line (\d+), Column \d+\]/.exec(text);
+  return new InputError(`a secret would leave unmasked: ${why}`, { file, line: secretUseLine(why, source, m ? Number(m[1]) : undefined) });
+}
+
+/**
+ * nunjucks gives the line of the node that was running, 1- or 0-based as it happens: the line is
+ * the one of those two (or the only one) where the refused construct is written.
+ */
+function secretUseLine(why: string, source: string | undefined, reported: number | undefined): number | undefined {
+  if (source === undefined) return reported;
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const filter = /^\| (\w+)/.exec(why)?.[1];
+  const member = /\((?:\.([^)]*)|\[(\d+)\])\)/.exec(why)?.slice(1).find((x) => x !== undefined);
+  const construct = filter
+    ? new RegExp(`\\|\\s*${escape(filter)}\\b`)
+    : member !== undefined
+      ? new RegExp(`\\.${escape(member)}\\b|\\[\\s*['"]?${escape(member)}['"]?\\s*\\]`)
+      : /^[~+]/.test(why)
+        ? new RegExp(escape(why[0]!))
+        : undefined;
+  if (!construct) return reported;
+  const lines = source.split('\n');
+  const at = lines.flatMap((l, i) => (l.includes('{') && construct.test(l) ? [i + 1] : []));
+  if (reported !== undefined) for (const n of [reported, reported + 1]) if (at.includes(n)) return n;
+  return at.length === 1 ? at[0] : reported;
+}
+
 /**
  * nunjucks reports `(outer) (inner) [Line 3, Column 7]\n  Error: …`; brine reports
  * `states/inner.j2:4: key: …`. The innermost file is the one at fault, and nunjucks' line numbers
@@ -276,7 +332,41 @@ function toInputError(err: unknown, file: string, source: string | undefined, sh
   const clean = detail.replace(/^Error: /, '').replace(/^Template render error: /, '');
   if (/attempted to output null or undefined value/.test(clean))
     return new InputError('a template prints an undefined value', { file: shownFile, line: reported }, { cause: err });
-  return new InputError(`template error: ${clean}`, { file: shownFile, line: reported }, { cause: err });
+  // A JavaScript error thrown while rendering comes with the 0-based line of the node.
+  const line = errorLine(clean, innerSource) ?? (reported !== undefined && detail.startsWith('Error: ') ? reported + 1 : reported);
+  return new InputError(`template error: ${clean}`, { file: shownFile, line }, { cause: err });
+}
+
+/** The line of errors nunjucks gives none (or the wrong one) for, found in the template's text. */
+function errorLine(message: string, source: string | undefined): number | undefined {
+  if (source === undefined) return undefined;
+  const lines = source.split('\n');
+  const first = (re: RegExp) => {
+    const i = lines.findIndex((l) => re.test(l));
+    return i >= 0 ? i + 1 : undefined;
+  };
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const filter = /^filter not found: (\S+)/.exec(message);
+  if (filter) return first(new RegExp(`\\|\\s*${escape(filter[1]!)}\\b`));
+  const missing = /^template not found: (\S+)/.exec(message);
+  if (missing) return first(new RegExp(`\\{%-?\\s*(include|import|from|extends)\\b.*${escape(missing[1]!)}`));
+  if (/got end of file/.test(message)) return unclosedTag(lines);
+  return undefined;
+}
+
+/** The line of the last block tag left open at the end of a template (`{% if %}` with no endif). */
+function unclosedTag(lines: string[]): number | undefined {
+  const BLOCKS = new Set(['if', 'for', 'macro', 'call', 'filter', 'block', 'raw', 'verbatim', 'set']);
+  const open: { tag: string; line: number }[] = [];
+  lines.forEach((l, i) => {
+    for (const m of l.matchAll(/\{%-?\s*(\w+)([^%]*)%\}/g)) {
+      const tag = m[1]!;
+      // `{% set x = 1 %}` is whole; only `{% set x %}…{% endset %}` is a block.
+      if (BLOCKS.has(tag) && !(tag === 'set' && m[2]!.includes('='))) open.push({ tag, line: i + 1 });
+      else if (tag.startsWith('end') && open.length && open[open.length - 1]!.tag === tag.slice(3)) open.pop();
+    }
+  });
+  return open.pop()?.line;
 }
 
 /**

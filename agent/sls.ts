@@ -163,7 +163,8 @@ export class TreeLoader {
     let y: YamlFile;
     try {
       const text = this.#renderer.renderString(new Tree(this.#statesDir, 'states').text(rel, { place: { file } }), file);
-      y = parseYaml(text, file);
+      // A YAML error quotes the line, perhaps cut short where masking would not find a secret.
+      y = parseYaml(text, file, { secret: this.#renderer.masker.contains(text) });
     } catch (err) {
       if (err instanceof InputError) this.errors.push(err);
       else throw err;

@@ -68,7 +68,8 @@ const cases: Case[] = [
   {
     name: 'a secret that breaks the YAML it is rendered into is not quoted in the error',
     states: { 'states/main.yaml': `${marker(10)}/etc/app.conf:\n  file.managed:\n    - contents: {{ pillar.secrets.TAGGY }}\n` },
-    message: /^error: states\/main\.yaml:\d+: invalid YAML: Unresolved tag: \*{8}$/,
+    // A YAML error in text a secret was rendered into may quote it, cut short past masking: the line only.
+    message: /^error: states\/main\.yaml:6: invalid YAML: check the quoting of this line \(details hidden: the file holds secrets\)$/,
   },
   {
     name: 'an undefined pillar key in a file template',

@@ -96,6 +96,24 @@ t.test('a syntax error names the file and the line', async (t) => {
   t.match(err.format(), /^states\/main\.yaml:4: template error: /);
 });
 
+t.test('every template error names the line it is on', async (t) => {
+  const cases: [string, number, RegExp][] = [
+    ['a\nb\n{{ pillar.app.domain | nosuch }}\n', 3, /filter not found: nosuch/],
+    ['a\n{% if env %}\n{{ env | nosuch }}\n{% endif %}\n', 3, /filter not found: nosuch/],
+    ['a\nb\n{% if env %}\n{% for x in [1] %}{% endfor %}\nc\n', 3, /expected elif, else, or endif, got end of file/],
+    ['a\n\n{{ nothing() }}\n', 3, /Unable to call `nothing`/],
+    ['a\n{{ grains.os.lower() }}\n', 2, /Unable to call/],
+    ['{% macro m() %}\n\n{{ 1 | nosuch2 }}\n{% endmacro %}\n{{ m() }}\n', 3, /filter not found: nosuch2/],
+    ['a\n{% include "t/missing.j2" %}\n', 2, /template not found: t\/missing\.j2/],
+    ['a\n\n{% frob %}\n', 3, /unknown block tag: frob/],
+  ];
+  for (const [text, line, message] of cases) {
+    const err = renderError(t, () => renderer().renderString(text, 'states/a.yaml'));
+    t.equal(err.place.line, line, JSON.stringify(text));
+    t.match(err.message, message);
+  }
+});
+
 t.test('renderFile', async (t) => {
   const base = t.testdir({
     templates: {
