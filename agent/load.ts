@@ -42,7 +42,7 @@ export function load(root: string, env: string): Loaded {
   if (!existsSync(pillarDir)) throw new InputError(`no pillar directory at ${pillarDir}`);
   const pillar = loadPillar(pillarDir, env, root);
   const grains = readGrains();
-  const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains });
+  const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains, masker: pillar.masker });
   try {
     const tree = loadTree(statesDir, env, renderer);
     const warnings = strayTopKeys(statesDir, environments(pillarDir)).map(
@@ -69,6 +69,7 @@ function prepare(states: CompiledState[], ctx: PrepareContext): void {
   const errors: InputError[] = [];
   for (const s of states) {
     try {
+      refuseSecretCommands(s, ctx.masker);
       s.function.prepare?.(s.args, ctx);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
@@ -78,6 +79,27 @@ function prepare(states: CompiledState[], ctx: PrepareContext): void {
     }
   }
   throwCollected(errors);
+}
+
+/**
+ * A secret on a command line is there for any user of the server to read, in ps or
+ * /proc/PID/cmdline, for as long as the command runs: refused, with where to put it instead.
+ */
+function refuseSecretCommands(s: CompiledState, masker: Masker): void {
+  const { onlyif = [], unless = [] } = s.conditions;
+  const lines = [
+    ...(s.function.commandLines?.(s.args) ?? []),
+    ...onlyif.map((c, i) => ({ key: `onlyif[${i}]`, command: c as unknown })),
+    ...unless.map((c, i) => ({ key: `unless[${i}]`, command: c as unknown })),
+  ];
+  for (const { key, command } of lines) {
+    const words = command === undefined ? [] : Array.isArray(command) ? command : [command];
+    if (!words.some((w) => typeof w === 'string' && masker.contains(w))) continue;
+    throw new InputError(
+      'a secret on a command line can be read by every user of the server (ps, /proc): pass it in the environment (env:, env_file:) or a file, and refer to it there',
+      { key },
+    );
+  }
 }
 
 function maskInputError(err: unknown, masker: Masker): unknown {

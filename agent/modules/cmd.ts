@@ -79,6 +79,7 @@ const run = stateFunction(RunArgs, {
       problems.push({ key: 'shell', message: 'shell: true needs the command as one string, not an argv list' });
     return problems;
   },
+  commandLines: (args) => [{ key: 'name', command: args.name }],
   async check() {
     return null;
   },

@@ -200,6 +200,7 @@ function parseCronFile(content: string): { entry: string | null; env: string[] }
 // cron.present
 
 const present = stateFunction(CronArgs, {
+  commandLines: (args) => [{ key: 'name', command: args.name }],
   claims: (args) => [pathClaim(pathOf(args))],
   validate: validateCron,
   check: readCronFile,

@@ -147,6 +147,7 @@ function describeBytes(content: Content): string {
 const asText = (c: Content | null | undefined): string | undefined => (c === null || c === undefined ? undefined : typeof c === 'string' ? c : isUtf8(c) ? c.toString('utf8') : undefined);
 
 const managed = stateFunction(ManagedArgs, {
+  commandLines: (args) => [{ key: 'check_cmd', command: args.check_cmd }],
   claims: (args) => [pathClaim(args.name)],
   validate(args) {
     return contentProblems(args, undefined);

@@ -83,6 +83,8 @@ async function removeStaleClones(target: string): Promise<void> {
 }
 
 const latest = stateFunction(LatestArgs, {
+  // git is given the URL on its command line: a token in it would be there for all to read.
+  commandLines: (args) => [{ key: 'name', command: args.name }],
   claims: (args) => [pathClaim(args.target)],
   validate(args) {
     return sshArgProblems(args);

@@ -51,6 +51,17 @@ import { stateFunction, type StateModule } from './types.js';
 
 const deployed = stateFunction(DeployedArgs, {
   validate: validateArgs,
+  commandLines: (args) => [
+    // git is given the URL on its command line: a token in it would be there for all to read.
+    { key: 'repo', command: args.repo },
+    ...args.dependencies.flatMap((d, i) => [
+      { key: `dependencies[${i}].version`, command: d.version },
+      ...d.build.map((c, j) => ({ key: `dependencies[${i}].build[${j}]`, command: c })),
+    ]),
+    ...args.build.map((c, i) => ({ key: `build[${i}]`, command: c })),
+    { key: 'migrate.command', command: args.migrate?.command },
+    { key: 'serve.command', command: args.serve?.command },
+  ],
   claims(args) {
     const spec = serveSpec(args);
     const serving = spec ? [...SLOTS.map((slot) => pathClaim(confPath(programName(spec, slot)))), pathClaim(upstreamPath(spec))] : [];

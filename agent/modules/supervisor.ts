@@ -69,6 +69,7 @@ interface ProgramCurrent {
 }
 
 const program = stateFunction(ProgramArgs, {
+  commandLines: (args) => [{ key: 'command', command: args.command }],
   claims: (args) => [pathClaim(confPath(args.name))],
   validate(args) {
     const problems: ArgProblem[] = [];

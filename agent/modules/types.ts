@@ -68,6 +68,11 @@ export interface StateFunction<A = any, C = any> {
    */
   claims?(args: A): string[];
   /**
+   * The arguments that become a process's command line, which any user of the server can read
+   * (ps, /proc/PID/cmdline): the engine refuses a secret in them at load time. Pure.
+   */
+  commandLines?(args: A): { key: string; command: unknown }[];
+  /**
    * Checks at load time that need the pillar or the states tree (a template renders, a source
    * file exists), so that such input errors stop the run before anything is applied. Throws
    * InputError.

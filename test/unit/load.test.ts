@@ -35,3 +35,27 @@ t.test('__proto__ is refused as a key, in pillar and in state files', async (t) 
   const states = tree(t, "'*':\n  - a\n", { states: { 'top.yaml': "'*':\n  - a\n", 'a.yaml': '/tmp/x:\n  file.managed:\n    - context:\n        __proto__: {}\n' } });
   t.match(refusal(() => load(states, 'staging')), /^states\/a\.yaml:4: __proto__: __proto__ cannot be a key/);
 });
+
+t.test('a secret on a command line is refused, naming the state and the key; in the environment it is fine', async (t) => {
+  const withStates = (a: string) =>
+    tree(t, "'*':\n  - a\n", {
+      states: { 'top.yaml': "'*':\n  - a\n", 'a.yaml': a },
+      pillar: { 'common.yaml': 'x: 1\n', staging: { 'env.yaml': 'y: 1\n', 'secrets.yaml': 'secrets:\n  TOKEN: tok-83jd9a-live\n' } },
+    });
+  const refused: [string, RegExp][] = [
+    ['dump:\n  cmd.run:\n    - name: \'curl -H "Authorization: {{ pillar.secrets.TOKEN }}" https://x\'\n', /^states\/a\.yaml:2: dump: name: a secret on a command line/],
+    ['dump:\n  cmd.run:\n    - name: [curl, "-u", "me:{{ pillar.secrets.TOKEN }}", "https://x"]\n', /dump: name: a secret on a command line/],
+    ['dump:\n  cmd.run:\n    - name: "true"\n    - unless: test "{{ pillar.secrets.TOKEN | upper }}" = x\n', /dump: unless\[0\]: a secret on a command line/],
+    ['/srv/app:\n  release.deployed:\n    - repo: "https://u:{{ pillar.secrets.TOKEN }}@git.example.com/app.git"\n    - user: app\n', /\/srv\/app: repo: a secret on a command line/],
+    ['/srv/app:\n  release.deployed:\n    - repo: /srv/git/app.git\n    - user: app\n    - build:\n      - [make]\n      - [./seed, "{{ pillar.secrets.TOKEN }}"]\n', /\/srv\/app: build\[1\]: a secret/],
+    ['web:\n  supervisor.program:\n    - command: "gunicorn --key {{ pillar.secrets.TOKEN }}"\n', /web: command: a secret/],
+    ['backup:\n  cron.present:\n    - name: "backup --token {{ pillar.secrets.TOKEN }}"\n', /backup: name: a secret/],
+  ];
+  for (const [states, expected] of refused) {
+    const shown = refusal(() => load(withStates(states), 'staging'));
+    t.match(shown, expected, states.split('\n')[1]);
+    t.notMatch(shown, /tok-83jd9a-live|TOK-83JD9A-LIVE/, 'and the message does not hold it');
+  }
+  const fine = 'dump:\n  cmd.run:\n    - name: \'curl -H "Authorization: $TOKEN" https://x\'\n    - shell: true\n    - env:\n        TOKEN: "{{ pillar.secrets.TOKEN }}"\n';
+  t.equal(load(withStates(fine), 'staging').states.length, 1, 'passed in env:');
+});
