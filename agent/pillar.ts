@@ -5,6 +5,7 @@
 import { Ajv } from 'ajv';
 import { existsSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join, relative } from 'node:path';
+import type { Node } from 'yaml';
 import { InputError } from './errors.js';
 import { MIN_MASKED_LENGTH, Masker, Secret, revealDeep } from './secret.js';
 import { Tree } from './treefile.js';
@@ -37,13 +38,19 @@ export function deepMerge(base: PillarTree, over: PillarTree): PillarTree {
   return out;
 }
 
-function wrapSecrets(value: unknown, path: string, file: string): unknown {
-  if (Array.isArray(value)) return value.map((v, i) => wrapSecrets(v, `${path}[${i}]`, file));
-  if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapSecrets(v, path ? `${path}.${k}` : k, file)]));
+/** Wraps every value of a secrets file in `Secret`; `at` gives a value's line in the file. */
+function wrapSecrets(value: unknown, path: (string | number)[], file: string, at: (path: (string | number)[]) => number | undefined): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => wrapSecrets(v, [...path, i], file, at));
+  if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapSecrets(v, [...path, k], file, at)]));
   if (value === null || value === undefined) return value;
   const text = String(value);
+  // Masking by text needs a few characters: a shorter value would mask half of every line.
   if (text.length < MIN_MASKED_LENGTH)
-    throw new InputError(`a secret must be at least ${MIN_MASKED_LENGTH} characters, or it cannot be masked in output (move plain settings to another pillar file)`, { file, key: path });
+    throw new InputError(`a secret must be at least ${MIN_MASKED_LENGTH} characters, or it cannot be masked in output (move plain settings to another pillar file)`, {
+      file,
+      line: at(path),
+      key: path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join(''),
+    });
   return new Secret(text);
 }
 
@@ -90,10 +97,11 @@ export function loadPillar(pillarDir: string, env: string, shownBase = join(pill
   for (const file of files) {
     const secret = isSecretsFile(file.split('/').pop()!);
     const shown = tree.show(file);
-    let value = parseYaml(tree.text(file, { place: { file: shown } }), shown, { secret }).toJS();
+    const yaml = parseYaml(tree.text(file, { place: { file: shown } }), shown, { secret });
+    let value = yaml.toJS();
     if (value === null || value === undefined) continue;
     if (!isPlainObject(value)) throw new InputError('a pillar file must be a mapping of keys to values', { file: shown, line: 1 });
-    if (secret) value = wrapSecrets(value, '', shown);
+    if (secret) value = wrapSecrets(value, [], shown, (path) => yaml.lineOf(yaml.doc.getIn(path, true) as Node | undefined));
     data = deepMerge(data, value as PillarTree);
   }
   const masker = new Masker();

@@ -198,3 +198,11 @@ t.test('a secret value never appears in an error message', async (t) => {
     if (pillar) t.comment(`loaded instead: DB_PASSWORD = ${JSON.stringify((pillar.data.secrets as { DB_PASSWORD: Secret }).DB_PASSWORD.reveal())}`);
   });
 });
+
+t.test('a secret too short to be masked is refused at its line, with its key', async (t) => {
+  const dir = pillarDir(t, { staging: { 'secrets.yaml': 'secrets:\n  DB_PASSWORD: long-enough-1\n  tokens:\n    - long-enough-2\n    - abc\n' } });
+  t.equal(
+    loadError(t, dir, 'staging').format(),
+    'pillar/staging/secrets.yaml:5: secrets.tokens[1]: a secret must be at least 4 characters, or it cannot be masked in output (move plain settings to another pillar file)',
+  );
+});
