@@ -41,6 +41,12 @@ const CASES: Case[] = [
   { name: "an environment's pillar that is a file", files: { 'states/main.yaml': CANARY, 'pillar/test/env.yaml': '' }, setup: 'rm -rf pillar/test && echo "y: 1" > pillar/test', error: /^pillar\/test: pillar\/test is a file, not a directory/ },
   { name: 'secrets.yaml that is a directory', files: { 'states/main.yaml': CANARY }, setup: 'rm pillar/test/secrets.yaml && mkdir pillar/test/secrets.yaml', error: /^pillar\/test\/secrets\.yaml: pillar\/test\/secrets\.yaml is a directory, not a file/ },
   { name: 'a template that does not exist', files: { 'states/main.yaml': `${CANARY}/etc/site:\n  file.managed:\n    - source: nowhere.j2\n    - template: jinja\n` }, error: /^states\/main\.yaml:5: \/etc\/site: source: states\/nowhere\.j2 does not exist/ },
+  { name: 'a secret on a command line', files: { 'states/main.yaml': `${CANARY}call:\n  cmd.run:\n    - name: '/usr/bin/curl -H \"Authorization: {{ pillar.secrets.API_TOKEN }}\" http://127.0.0.1/'\n` }, error: /^states\/main\.yaml:5: call: name: a secret on a command line can be read by every user of the server/ },
+  { name: 'a secret in an unless', files: { 'states/main.yaml': `${CANARY}call:\n  cmd.run:\n    - name: /bin/true\n    - unless: /usr/bin/test {{ pillar.secrets.API_TOKEN }} = x\n` }, error: /^states\/main\.yaml:5: call: unless\[0\]: a secret on a command line/ },
+  { name: 'a secret taken apart', files: { 'states/main.yaml': `${CANARY}/etc/x:\n  file.managed:\n    - contents: "{{ pillar.secrets.API_TOKEN[0] }}"\n` }, error: /^states\/main\.yaml:6: a secret would leave unmasked: a secret cannot be taken apart in a template \(\[0\]\)/ },
+  { name: 'the length of a secret', files: { 'states/main.yaml': `${CANARY}/etc/x:\n  file.managed:\n    - contents: "{{ pillar.secrets.API_TOKEN | length }}"\n` }, error: /^states\/main\.yaml:6: a secret would leave unmasked: \| length turns a secret into a number/ },
+  { name: 'a secret too short to mask', files: { 'states/main.yaml': CANARY, 'pillar/test/secrets.yaml': 'secrets:\n  API_TOKEN: tok-Zq81-never-shown\n  PIN: abc\n' }, error: /^pillar\/test\/secrets\.yaml:3: secrets\.PIN: a secret must be at least 4 characters/ },
+  { name: 'an unquoted secret read as a YAML tag', files: { 'states/main.yaml': CANARY, 'pillar/test/secrets.yaml': 'secrets:\n  API_TOKEN: !tok-Zq81-never-shown\n' }, error: /^pillar\/test\/secrets\.yaml:2: invalid YAML: check the quoting of this line \(details hidden: the file holds secrets\)/ },
   { name: 'a mode that is not octal', files: { 'states/main.yaml': `${CANARY}/etc/x:\n  file.managed:\n    - contents: a\n    - mode: '0999'\n` }, error: /mode: is not valid: a mode is 3 or 4 octal digits/ },
 ];
 
@@ -81,6 +87,26 @@ t.test('bad input changes nothing on a booted server, and says where it is', asy
     t.equal(sums[1], sums[0], 'the same bytes');
     t.equal((await server.exec(['stat', '-c', '%s', '/etc/brine-binary'])).stdout.trim(), '1032');
     t.match((await server.exec(['agent', 'apply', '--root', root])).stdout, /Summary: 1 succeeded, 0 changed/, 'and then nothing to change');
+  });
+
+  await t.test('a secret transformed by a template is in the file and masked in every output', async (t) => {
+    const root = '/root/derived';
+    const secret = 'tok-Zq81-never-shown';
+    await stage(server, root, {
+      'states/top.yaml': top(),
+      ...pillar,
+      'states/main.yaml': '/etc/brine-derived:\n  file.managed:\n    - contents: |\n        {{ pillar.secrets.API_TOKEN | upper }}\n        {{ pillar.secrets.API_TOKEN | replace("-", "_") }}\n        {{ "https://u:" ~ pillar.secrets.API_TOKEN ~ "@example.test/" }}\n',
+    });
+    const forms = [secret.toUpperCase(), secret.replace(/-/g, '_'), secret];
+    for (const args of [['--test'], [], ['--json']]) {
+      await server.exec(['rm', '-f', '/etc/brine-derived']); // each run creates it, with its diff
+      const run = await server.exec(['agent', 'apply', '--root', root, ...args], { allowFailure: true });
+      t.equal(run.code, 0, run.stdout + run.stderr);
+      for (const f of forms) t.notOk(`${run.stdout}${run.stderr}`.includes(f), `apply ${args.join(' ')}: ${f.slice(0, 4)}… is not shown`);
+    }
+    const journal = await server.exec(['sh', '-c', 'journalctl -t agent -o verbose --no-pager | tail -400'], { allowFailure: true });
+    for (const f of forms) t.notOk(journal.stdout.includes(f), 'nor in the journal');
+    t.equal((await server.exec(['cat', '/etc/brine-derived'])).stdout, `${forms[0]}\n${forms[1]}\nhttps://u:${secret}@example.test/\n`, 'the file has the real text');
   });
 
   await t.test('--test on a server without the packages: what depends on them is flagged, the rest is exact', async (t) => {
