@@ -8,6 +8,7 @@ import type { PrepareContext } from './modules/types.js';
 import type { Masker } from './secret.js';
 import { readGrains, type Grains } from './grains.js';
 import { registry } from './modules/index.js';
+import { notifySettings, type NotifySettings } from './notify/settings.js';
 import { environments, loadPillar, type Pillar } from './pillar.js';
 import { Renderer } from './render.js';
 import { loadTree, strayTopKeys } from './sls.js';
@@ -23,6 +24,8 @@ export interface Loaded {
   statesDir: string;
   files: string[];
   states: CompiledState[];
+  /** Where failed runs, deploys and rollbacks are told (pillar notify:, slack:), if anywhere. */
+  notify: NotifySettings | null;
 }
 
 /** The environment this server was bootstrapped for (ROOT/environment), unless given. */
@@ -41,6 +44,7 @@ export function load(root: string, env: string): Loaded {
   if (!existsSync(statesDir)) throw new InputError(`no states directory at ${statesDir}`);
   if (!existsSync(pillarDir)) throw new InputError(`no pillar directory at ${pillarDir}`);
   const pillar = loadPillar(pillarDir, env, root);
+  const notify = notifySettings(pillar, root);
   const grains = readGrains();
   const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains, masker: pillar.masker });
   try {
@@ -54,7 +58,7 @@ export function load(root: string, env: string): Loaded {
       throw new InputError(`nothing applies to ${env}: top.yaml selects no state file for it${warnings.length ? ` (${warnings.map((w) => w.message).join('; ')})` : ''}`, { file: 'states/top.yaml' });
     const states = compile(tree.states, registry);
     prepare(states, { renderTemplate: (path, extra) => renderer.renderFile(path, extra), pillar: pillar.data, env, masker: pillar.masker, statesDir });
-    return { warnings, root, env, pillar, grains, renderer, statesDir, files: tree.files, states };
+    return { warnings, root, env, pillar, grains, renderer, statesDir, files: tree.files, states, notify };
   } catch (err) {
     // A rendered state file holds secrets' real values; an error may quote one.
     throw maskInputError(err, pillar.masker);

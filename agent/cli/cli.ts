@@ -14,12 +14,14 @@ import { ConsoleReporter } from '../report/console.js';
 import { JsonReporter } from '../report/json.js';
 import type { Reporter, RunSummary, StateResult } from '../report/events.js';
 import { JournalReporter } from '../report/journal.js';
+import { NotifyReporter } from '../notify/reporter.js';
+import { releaseOutcomes } from '../notify/releases.js';
+import { notifyTest } from './notify.js';
 import { systemJournal } from '../journal.js';
 import { Reactions, reactionPaths } from '../reactions.js';
 import { Runner } from '../runner.js';
 import { deployKey } from './deploykey.js';
 import { postgresChild } from '../postgres/child.js';
-import { Masker } from '../secret.js';
 import { DEFAULT_LOCK, DEFAULT_ROOT, loadFor, withRunContext, type Io, type Parsed } from './context.js';
 export { DEFAULT_LOCK, DEFAULT_ROOT, type Io } from './context.js';
 import { describeLastRun, history, runRecords } from './history.js';
@@ -41,6 +43,7 @@ commands:
   releases [--json] [--app APP]                    the app's releases: status, age, build and switch times, which is live
   rollback [RELEASE] [--force] [--app APP]         back to the last good release before the live one (or RELEASE), no rebuild
   release [--retry] [--app APP]                    converge the release now; --retry deploys a held-back commit again
+  notify-test                                      send a test message to the Slack channel / webhook in pillar
   version
 
 options:
@@ -160,7 +163,8 @@ async function runStates(p: Parsed, io: Io, loaded: Loaded, ctx: Context, states
   return summary;
 }
 
-function reportersFor(p: Parsed, io: Io, masker: Masker): Reporter[] {
+function reportersFor(p: Parsed, io: Io, loaded: Loaded): Reporter[] {
+  const masker = loaded.pillar.masker;
   const reporters: Reporter[] = [];
   if (p.json) reporters.push(new JsonReporter(io.stdout, masker));
   else
@@ -176,6 +180,8 @@ function reportersFor(p: Parsed, io: Io, masker: Masker): Reporter[] {
     );
   const journal = systemJournal();
   if (journal.available && io.env.BRINE_JOURNAL !== '0') reporters.push(new JournalReporter(journal, masker));
+  if (loaded.notify && !p.test)
+    reporters.push(new NotifyReporter({ settings: loaded.notify, masker, journal, releases: releaseOutcomes(loaded.states, new Date().toISOString()) }));
   return reporters;
 }
 
@@ -185,7 +191,7 @@ export async function apply(p: Parsed, io: Io): Promise<number> {
   if (p.splayMs > 0) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * p.splayMs)));
   const summary = await withRunContext(p, io, `agent apply${p.test ? ' --test' : ''}${p.cron ? ' --cron' : ''}`, (loaded, ctx) => {
     const states = p.only.length ? selectOnly(loaded.states, p.only) : loaded.states;
-    return runStates(p, io, loaded, ctx, states, p.test, reportersFor(p, io, loaded.pillar.masker));
+    return runStates(p, io, loaded, ctx, states, p.test, reportersFor(p, io, loaded));
   });
   return summary.failed + summary.skipped > 0 ? ExitCode.failed : ExitCode.ok;
 }
@@ -298,6 +304,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return await rollbackCommand(p, io);
       case 'release':
         return await releaseCommand(p, io, apply);
+      case 'notify-test':
+        return await notifyTest(p, io);
       case 'version':
         io.stdout(`brine ${VERSION} (node ${process.version})\n`);
         return ExitCode.ok;
@@ -305,7 +313,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.stdout(`${USAGE}\n`);
         return ExitCode.ok;
       default: {
-        const hint = suggest(p.command, ['apply', 'validate', 'show', 'history', 'status', 'releases', 'rollback', 'release', 'version', 'help']);
+        const hint = suggest(p.command, ['apply', 'validate', 'show', 'history', 'status', 'releases', 'rollback', 'release', 'notify-test', 'version', 'help']);
         throw new UsageError(`unknown command "${p.command}"${hint ? ` (did you mean ${hint}?)` : ''}`);
       }
     }

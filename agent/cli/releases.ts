@@ -8,6 +8,7 @@ import { clearHolds, readReleases, rollback } from '../releases/deploy.js';
 import type { ReleaseArgs } from '../releases/args.js';
 import { PHASES, type ReleaseRecord } from '../releases/log.js';
 import type { Masker } from '../secret.js';
+import { notifyRollback } from '../notify/reporter.js';
 import { loadFor, withRunContext, type Io, type Parsed } from './context.js';
 
 /** The release.deployed states `--app` picks (its id, its root, or the root's last part). */
@@ -98,9 +99,17 @@ export async function rollbackCommand(p: Parsed, io: Io): Promise<number> {
   const entry = (fields: Record<string, string | number | undefined>) =>
     journal.available && io.env.BRINE_JOURNAL !== '0' && app ? journal.write([{ BRINE_EVENT: 'rollback', BRINE_ENV: app.env, BRINE_STARTED_BY: p.startedBy, BRINE_APP: app.args.name, ...fields }]).catch(() => undefined) : undefined;
   try {
-    const result = await withRunContext(p, io, `agent rollback${p.args[0] ? ` ${p.args[0]}` : ''}`, (loaded, ctx) => {
+    const result = await withRunContext(p, io, `agent rollback${p.args[0] ? ` ${p.args[0]}` : ''}`, async (loaded, ctx) => {
       app = { args: oneApp(loaded.states, p.app, 'rollback').args as ReleaseArgs, env: loaded.env, masker: loaded.pillar.masker };
-      return rollback(app.args, ctx, { to: p.args[0], force: p.force });
+      const done = await rollback(app.args, ctx, { to: p.args[0], force: p.force });
+      // Told under the run lock, like a run's notifications (they share what was said before).
+      if (loaded.notify)
+        await notifyRollback(
+          { settings: loaded.notify, masker: loaded.pillar.masker, journal },
+          { env: loaded.env, startedBy: p.startedBy },
+          { app: app.args.name, id: done.to.id, sha: done.to.sha, subject: done.to.subject, previous: done.from?.id ?? null, durationMs: done.ms },
+        ).catch(() => undefined);
+      return done;
     });
     const args = app!.args;
     const from = result.from ? `${result.from.id} (${result.from.sha.slice(0, 7)})` : 'nothing';

@@ -1,22 +1,8 @@
 import t from 'tap';
 import type { Journal, JournalFields } from '../../../agent/journal.js';
 import { JournalReporter } from '../../../agent/report/journal.js';
-import type { StateResult } from '../../../agent/report/events.js';
 import { Masker, Secret } from '../../../agent/secret.js';
-
-const result = (id: string, status: StateResult['status'], over: Partial<StateResult> = {}): StateResult => ({
-  key: `file.managed:${id}`,
-  id,
-  function: 'file.managed',
-  name: id,
-  status,
-  changes: [],
-  comment: '',
-  durationMs: 3,
-  file: 'states/base.yaml',
-  line: 7,
-  ...over,
-});
+import { result } from '../result-fixture.js';
 
 t.test('a run entry, an entry per state that changed, failed or was skipped; the rest listed in the run', async (t) => {
   const written: JournalFields[] = [];
