@@ -4,54 +4,12 @@
 // next three cron runs → no more, fixed → "back to normal"; drift repaired by cron → a message
 // naming the state; a webhook that answers 500 or never answers → the run keeps its own exit code
 // within the bound, and the message arrives with the next run. No secret in any body.
-import t, { type Test } from 'tap';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import t from 'tap';
 import { agent, bootWithAgent, stage } from './brine.js';
+import { fakeSlack, text } from './fake-slack.js';
 
 const CANARY = 'tok-Qx71-never-in-slack';
 const HOOK_SECRET = 'T0000/B0000/hook-Zk29-secret';
-
-interface Received {
-  path: string;
-  userAgent: string;
-  contentType: string;
-  body: { text: string; blocks: { type: string; text?: { text: string }; elements?: { text: string }[] }[]; username?: string };
-  raw: string;
-}
-
-type Mode = 'ok' | 'error' | 'hang';
-
-async function fakeSlack(t: Test) {
-  const received: Received[] = [];
-  const held: ServerResponse[] = [];
-  let mode: Mode = 'ok';
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    let raw = '';
-    req.on('data', (c) => (raw += c));
-    req.on('end', () => {
-      if (mode === 'hang') return void held.push(res);
-      if (mode === 'error') return void res.writeHead(500).end('internal_error');
-      received.push({ path: req.url ?? '', userAgent: String(req.headers['user-agent']), contentType: String(req.headers['content-type']), body: JSON.parse(raw), raw });
-      res.writeHead(200, { 'content-type': 'text/html' }).end('ok');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => {
-    for (const r of held) r.destroy();
-    server.closeAllConnections();
-    server.close();
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    received,
-    set mode(m: Mode) {
-      mode = m;
-    },
-  };
-}
-
-const text = (r: Received) => [r.body.text, ...r.body.blocks.flatMap((b) => [b.text?.text ?? '', ...(b.elements ?? []).map((e) => e.text)])].join('\n');
 
 t.test('Slack hears of failures once, of recovery and of drift, and a down webhook costs a bounded time', async (t) => {
   const slack = await fakeSlack(t);

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { bootServer, type TestServer } from '../server/server.js';
 import { describeLoad, startLoad, type LoadReport } from './load.js';
 import { authorize, bootstrap, page as get, serveTestApp, workspace } from './stack.js';
+import { fakeSlack, text } from './fake-slack.js';
 
 interface Release {
   id: string;
@@ -60,6 +61,11 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     return { result, load: report };
   };
 
+  // Slack hears of every deploy and rollback (a stand-in on loopback).
+  const slack = await fakeSlack(t);
+  appendFileSync(join(ws.dir, 'pillar', 'staging', 'secrets.yaml'), `\nslack:\n  webhook_url: http://127.0.0.1:${slack.port}/services/T0/B0/releases-hook\n`);
+  const said = (kind: RegExp) => slack.received.map(text).filter((m) => kind.test(m));
+
   const first = await bootstrap(ws, [`root@127.0.0.1:${server.sshPort}`, 'staging']);
   t.equal(first.code, 0, first.output);
   t.match(first.stdout, /dependencies \.venv: built deps\/venv-[0-9a-f]{16} in/, 'the first release builds the venv');
@@ -89,6 +95,7 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     t.same(r2!.deps, r1!.deps, 'both link the same cache entry');
     const again = await apply();
     t.match(again.stdout, /Summary: \d+ succeeded, 0 changed, 0 failed/, 'then nothing to do');
+    t.match(said(/^deployed /).at(-1), new RegExp(`^deployed ${sha.slice(0, 7)} to \\S+ \\(staging\\)[\\s\\S]*v2: bonjour — release ${r2!.id} in [\\d.]+ s, was ${r1!.id}`), 'Slack: the deploy, its sha, subject, time and the release before it');
   });
 
   await t.test('agent rollback: back to the last good release in under 2 s, with no failed request; not redeployed until --retry', async (t) => {
@@ -113,6 +120,7 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     t.equal(retry.code, 0, retry.stdout);
     t.match(retry.stdout, /is no longer held back/);
     t.match(retry.stdout, /reused \d{14}-[0-9a-f]{7}, built before/, '--retry switches to the release already built');
+    t.match(said(/^rolled back /).at(-1), new RegExp(`^rolled back on \\S+ \\(staging\\) to ${before[0]!.sha.slice(0, 7)}[\\s\\S]*${before[1]!.id} → ${before[0]!.id}.*by hand`), 'Slack: the rollback by hand');
     t.match((await get(site.url)).body, /^bonjour from/);
   });
 
@@ -136,6 +144,8 @@ t.test('releases: deploy on push, build once, switch with no failed request, che
     const list = await releases(server);
     t.match(list.at(-1), { sha, status: 'failed', held: true, live: false, failure: { phase: 'health' } });
     t.equal(list.find((r) => r.live)!.id, live.id, 'the old release is still live');
+    t.match(said(/health check failed/).at(-1), new RegExp(`^deploy of ${sha.slice(0, 7)} rolled back on \\S+ \\(staging\\): health check failed[\\s\\S]*still serving ${live.id}\\. .*GET /health`), 'Slack: the automatic rollback, with the reason');
+    t.notOk(said(/^run failed/).some((m) => /`release\.deployed app-release`/.test(m)), 'said as a rollback, not also as a failed run');
     const { result: cron, load: restartLoad } = await underLoad('restart for the env file (the next cron run)', () => apply(['--cron']));
     t.equal(cron.code, 0, cron.stdout);
     t.match(cron.stdout, /restart: the env file changed since the app started → \S+ restarted in the other slot/, 'the next run restarts the app for the env file it did not get');
