@@ -351,6 +351,8 @@ function errorLine(message: string, source: string | undefined): number | undefi
   const missing = /^template not found: (\S+)/.exec(message);
   if (missing) return first(new RegExp(`\\{%-?\\s*(include|import|from|extends)\\b.*${escape(missing[1]!)}`));
   if (/got end of file/.test(message)) return unclosedTag(lines);
+  // nunjucks gives no line for an error in an expression: the first `+` inside a tag.
+  if (/^cannot add a /.test(message)) return first(/\{[{%][^}%]*[^~]\+/);
   return undefined;
 }
 

@@ -113,12 +113,19 @@ function concat(a: unknown, b: unknown): unknown {
   return `${a}${b}`;
 }
 
-/** `a + b`: numbers add, lists join; a string with a secret in it, a Secret. */
+const kind = (v: unknown) => (Array.isArray(v) ? 'list' : isSecret(v) ? 'string' : v === null ? 'none' : typeof v === 'object' ? 'mapping' : typeof v);
+
+/**
+ * `a + b` as Jinja2 has it: numbers add, lists join, strings join (a Secret in one makes a
+ * Secret); anything else is an error — nunjucks made `list + list` the text "1,23", which a loop
+ * then walked one character at a time.
+ */
 function add(a: unknown, b: unknown): unknown {
-  if (Array.isArray(a) && Array.isArray(b)) return [...a, ...b];
-  if (Array.isArray(a) !== Array.isArray(b)) throw new SecretUseError(`cannot add a ${Array.isArray(a) ? 'list' : typeof a} and a ${Array.isArray(b) ? 'list' : typeof b}`);
-  if (isSecret(a) || isSecret(b)) return derive(`${reveal(a)}${reveal(b)}`, '+');
-  return (a as number) + (b as number);
+  const [ka, kb] = [kind(a), kind(b)];
+  if (ka === 'list' && kb === 'list') return [...(a as unknown[]), ...(b as unknown[])];
+  if (ka === 'number' && kb === 'number') return (a as number) + (b as number);
+  if (ka === 'string' && kb === 'string') return isSecret(a) || isSecret(b) ? derive(`${reveal(a)}${reveal(b)}`, '+') : `${a}${b}`;
+  throw new Error(`cannot add a ${ka} and a ${kb} with +: it joins two lists, two strings or two numbers (~ makes text of anything)`);
 }
 
 /** `==`, `<`, `in`: yes or no, about the real values. */

@@ -106,6 +106,7 @@ t.test('every template error names the line it is on', async (t) => {
     ['{% macro m() %}\n\n{{ 1 | nosuch2 }}\n{% endmacro %}\n{{ m() }}\n', 3, /filter not found: nosuch2/],
     ['a\n{% include "t/missing.j2" %}\n', 2, /template not found: t\/missing\.j2/],
     ['a\n\n{% frob %}\n', 3, /unknown block tag: frob/],
+    ['a\nb ~ c\n{{ [1] + "x" }}\n', 3, /cannot add a list and a string with \+/],
   ];
   for (const [text, line, message] of cases) {
     const err = renderError(t, () => renderer().renderString(text, 'states/a.yaml'));
@@ -171,4 +172,12 @@ t.test('a template that would cost minutes or all memory fails in seconds, namin
 t.test('a key with a newline is shown on one line', async (t) => {
   const { InputError } = await import('../../agent/errors.js');
   t.equal(new InputError('unknown module', { file: 'states/a.yaml', line: 3, key: 'evil\nline' }).format(), 'states/a.yaml:3: evil\\nline: unknown module');
+});
+
+t.test('+ as Jinja2 has it: two lists join into a list, two strings or numbers add; others are errors', async (t) => {
+  const r = renderer();
+  t.equal(r.renderString('{% for x in [1, 2] + [3] %}<{{ x }}>{% endfor %}', 'f'), '<1><2><3>', 'a list, not the text "1,23" walked one character at a time');
+  t.equal(r.renderString('{{ "a" + "b" }} {{ 1 + 2 }} {{ "n" ~ 1 }}', 'f'), 'ab 3 n1');
+  for (const text of ['{{ "a" + 1 }}', '{{ [1] + "a" }}', '{{ {} + [] }}'])
+    t.match(renderError(t, () => r.renderString(text, 'states/a.yaml')).message, /^template error: cannot add a \w+ and a \w+ with \+/, text);
 });
