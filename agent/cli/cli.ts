@@ -16,6 +16,7 @@ import type { Reporter, RunSummary, StateResult } from '../report/events.js';
 import { JournalReporter } from '../report/journal.js';
 import { NotifyReporter } from '../notify/reporter.js';
 import { releaseOutcomes } from '../notify/releases.js';
+import { readMemory } from '../notify/memory.js';
 import { notifyTest } from './notify.js';
 import { systemJournal } from '../journal.js';
 import { Reactions, reactionPaths } from '../reactions.js';
@@ -206,8 +207,10 @@ async function status(p: Parsed, io: Io): Promise<number> {
   const { summary, loaded } = await withRunContext(p, io, 'agent status', async (loaded, ctx) => ({ summary: await runStates(p, io, loaded, ctx, loaded.states, true, [collector]), loaded }));
   const pending = collected.filter((r) => r.status === 'would-change' || r.status === 'failed');
   const converged = pending.length === 0;
+  // Messages the last runs could not deliver are pending too (sent first by the next run).
+  const waiting = loaded.notify ? (await readMemory()).outbox.length : 0;
   if (p.json) {
-    io.stdout(`${loaded.pillar.masker.mask(JSON.stringify({ lastRun: last ?? null, converged, pending: pending.map((r) => ({ id: r.id, function: r.function, status: r.status, changes: r.changes })) }, null, 2))}\n`);
+    io.stdout(`${loaded.pillar.masker.mask(JSON.stringify({ lastRun: last ?? null, converged, pending: pending.map((r) => ({ id: r.id, function: r.function, status: r.status, changes: r.changes })), notificationsWaiting: waiting }, null, 2))}\n`);
   } else {
     const lines: string[] = [];
     lines.push(describeLastRun(last));
@@ -220,6 +223,7 @@ async function status(p: Parsed, io: Io): Promise<number> {
     // An owed restart reads as one: `pending restart: nginx.site app changed (since …)`.
     const what = (c: StateResult['changes'][number]) => (c.what === 'refresh' && typeof c.new === 'string' && c.new.startsWith('pending') ? `${c.new.replace(/^pending since (\S+): (.*)$/, 'pending restart: $2, since $1')}` : c.what);
     for (const r of pending) lines.push(`  ${r.status === 'failed' ? '✗' : '?'} ${r.function} ${r.name}${r.changes.length ? ` (${r.changes.map(what).join(', ')})` : ''}`);
+    if (waiting) lines.push(`notifications: ${waiting} not delivered yet, sent with the next run (journalctl -t agent BRINE_EVENT=notify says why)`);
     io.stdout(`${loaded.pillar.masker.mask(lines.join('\n'))}\n`);
   }
   return converged ? ExitCode.ok : ExitCode.failed;

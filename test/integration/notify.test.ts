@@ -77,6 +77,7 @@ t.test('Slack hears of failures once, of recovery and of drift, and a down webho
     t.equal(slack.received.length, 3, 'nothing delivered');
     const journal = await server.exec(['journalctl', '-t', 'agent', 'BRINE_EVENT=notify', '-o', 'cat', '--no-pager']);
     t.match(journal.stdout, /notification not delivered to slack: HTTP 500; 1 waiting, sent with the next run/);
+    t.match((await agent(server, root, ['status'])).stdout, /^notifications: 1 not delivered yet, sent with the next run/m, 'agent status says it is pending');
     slack.mode = 'ok';
     t.equal((await apply()).code, 2);
     t.equal(slack.received.length, 4, 'delivered by the next run (the failure itself is not new)');
