@@ -24,7 +24,8 @@ export interface Pillar {
 
 const ENV_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** A mapping (not a list, not a Secret). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Secret);
 }
 

@@ -263,6 +263,9 @@ function limitError(err: unknown, file: string): InputError {
   return new InputError(`template too costly: ${why}`, { file });
 }
 
+/** A text as a regular expression that matches it literally. */
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 const isSecretUse = (err: unknown): boolean => err instanceof SecretUseError || /SecretUseError: /.test((err as Error)?.message ?? '');
 
 /**
@@ -282,7 +285,6 @@ function secretUseError(err: unknown, file: string, source: string | undefined):
  */
 function secretUseLine(why: string, source: string | undefined, reported: number | undefined): number | undefined {
   if (source === undefined) return reported;
-  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const filter = /^\| (\w+)/.exec(why)?.[1];
   const member = /\((?:\.([^)]*)|\[(\d+)\])\)/.exec(why)?.slice(1).find((x) => x !== undefined);
   const construct = filter
@@ -345,7 +347,6 @@ function errorLine(message: string, source: string | undefined): number | undefi
     const i = lines.findIndex((l) => re.test(l));
     return i >= 0 ? i + 1 : undefined;
   };
-  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const filter = /^filter not found: (\S+)/.exec(message);
   if (filter) return first(new RegExp(`\\|\\s*${escape(filter[1]!)}\\b`));
   const missing = /^template not found: (\S+)/.exec(message);

@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
-import type { Pillar } from '../pillar.js';
+import { isPlainObject, type Pillar } from '../pillar.js';
 import { Secret, isSecret } from '../secret.js';
 
 export const EVENTS = ['failed', 'recovered', 'deployed', 'rollback', 'drift'] as const;
@@ -53,8 +53,6 @@ export function parseInterval(value: unknown): number | undefined {
   return m ? Number(m[1]) * UNITS[m[2]!]! : undefined;
 }
 
-const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !isSecret(v);
-
 /** The pillar file (and line) where a top-level key is set last: the one a user must edit. */
 function placeOf(root: string, pillar: Pillar, top: string, key: string): { file?: string; line?: number; key: string } {
   for (const file of [...pillar.files].reverse()) {
@@ -76,8 +74,8 @@ export function notifySettings(pillar: Pillar, root: string): NotifySettings | n
   const notify = data.notify;
   const slack = data.slack;
   const fail = (top: string, key: string, message: string) => new InputError(message, placeOf(root, pillar, top, key));
-  if (notify !== undefined && notify !== null && !isMapping(notify)) throw fail('notify', 'notify', 'must be a mapping (events, repeat, slack, webhook)');
-  if (slack !== undefined && slack !== null && !isMapping(slack)) throw fail('slack', 'slack', 'must be a mapping with webhook_url');
+  if (notify !== undefined && notify !== null && !isPlainObject(notify)) throw fail('notify', 'notify', 'must be a mapping (events, repeat, slack, webhook)');
+  if (slack !== undefined && slack !== null && !isPlainObject(slack)) throw fail('slack', 'slack', 'must be a mapping with webhook_url');
   const n = (notify ?? {}) as Record<string, unknown>;
   for (const k of Object.keys(n))
     if (!['events', 'repeat', 'slack', 'webhook'].includes(k)) throw fail('notify', `notify.${k}`, 'unknown setting (there are: events, repeat, slack, webhook)');
@@ -94,7 +92,7 @@ export function notifySettings(pillar: Pillar, root: string): NotifySettings | n
   if (repeatMs === undefined) throw fail('notify', 'notify.repeat', `"${String(n.repeat)}" is not an interval: write 4h, 30m, 1d`);
 
   const slackSettings = n.slack ?? {};
-  if (!isMapping(slackSettings)) throw fail('notify', 'notify.slack', 'must be a mapping (channel, username, icon_emoji, icon_url)');
+  if (!isPlainObject(slackSettings)) throw fail('notify', 'notify.slack', 'must be a mapping (channel, username, icon_emoji, icon_url)');
   const defaults: SlackTarget['defaults'] = {};
   for (const [k, v] of Object.entries(slackSettings)) {
     if (k === 'webhook_url') continue;
@@ -113,7 +111,7 @@ export function notifySettings(pillar: Pillar, root: string): NotifySettings | n
 
   let webhook: WebhookTarget | undefined;
   if (n.webhook !== undefined && n.webhook !== null) {
-    if (!isMapping(n.webhook)) throw fail('notify', 'notify.webhook', 'must be a mapping (url, secret)');
+    if (!isPlainObject(n.webhook)) throw fail('notify', 'notify.webhook', 'must be a mapping (url, secret)');
     for (const k of Object.keys(n.webhook)) if (!['url', 'secret'].includes(k)) throw fail('notify', `notify.webhook.${k}`, 'unknown setting (there are: url, secret)');
     const { url: hookUrl, secret } = n.webhook;
     const text = isSecret(hookUrl) ? hookUrl.reveal() : hookUrl;
