@@ -77,7 +77,7 @@ export class NotifyReporter implements Reporter {
       ...releases.flatMap((r) => [...(r.deployed ? [deployedNotice(run, r.deployed)] : []), ...(r.healthFailed ? [rollbackNotice(run, r.healthFailed, 'health')] : [])]),
       ...decided.notices,
     ];
-    await deliver(this.#deps, decided.memory, notices);
+    await deliver(this.#deps, memory, decided.memory, notices);
   }
 }
 
@@ -94,20 +94,20 @@ export function outgoing(settings: NotifySettings, masker: Masker, n: Notice): O
 }
 
 /**
- * Queues the notices (those whose kind is enabled) behind what is waiting, sends the queue in
- * order — a target that fails stops there, keeping the rest for the next run — and writes the
- * memory back.
+ * Queues the notices (those whose kind is enabled) behind what is waiting in `memory` (the memory
+ * after this run; `was` the one read), sends the queue in order — a target that fails stops
+ * there, keeping the rest for the next run — and writes the memory back if it changed.
  */
-export async function deliver(deps: NotifierDeps, memory: Memory, notices: Notice[]): Promise<void> {
+export async function deliver(deps: NotifierDeps, was: Memory, memory: Memory, notices: Notice[]): Promise<void> {
   const { settings, masker } = deps;
   const queue = [...memory.outbox, ...notices.filter((n) => n.kind === 'test' || settings.events.has(n.kind)).flatMap((n) => outgoing(settings, masker, n))];
   const kept: Outgoing[] = [];
   const down = new Map<string, string>();
   for (const m of queue) {
-    const error = down.get(m.target);
-    if (error !== undefined || (m.target === 'slack' && !settings.slack) || (m.target === 'webhook' && !settings.webhook)) {
-      if (error !== undefined) kept.push(m);
-      continue; // a target no longer configured: its messages go
+    if (!settings[m.target]) continue; // a target no longer configured: its messages go
+    if (down.has(m.target)) {
+      kept.push(m);
+      continue;
     }
     const d: Delivery = m.target === 'slack' ? await sendSlack(settings.slack!, m.body, masker) : await sendWebhook(settings.webhook!, m.body, masker);
     if (!d.ok) {
@@ -117,7 +117,9 @@ export async function deliver(deps: NotifierDeps, memory: Memory, notices: Notic
   }
   const dropped = Math.max(0, kept.length - OUTBOX_MAX);
   const outbox = kept.slice(dropped);
-  await writeMemory({ ...memory, outbox });
+  const after = { ...memory, outbox };
+  // A run with nothing to say (a cron no-op, most runs) writes nothing.
+  if (JSON.stringify(after) !== JSON.stringify(was)) await writeMemory(after);
   for (const [target, error] of down)
     await journalNote(deps, `notification not delivered to ${target}: ${error}; ${outbox.filter((m) => m.target === target).length} waiting, sent with the next run${dropped ? ` (${dropped} older dropped)` : ''}`);
 }
@@ -130,5 +132,5 @@ async function journalNote(deps: NotifierDeps, message: string): Promise<void> {
 /** A rollback by hand (`agent rollback`), told at once, behind anything still waiting. */
 export async function notifyRollback(deps: NotifierDeps, run: { env: string; startedBy: string }, release: NoticeRelease): Promise<void> {
   const memory = await readMemory();
-  await deliver(deps, memory, [rollbackNotice({ host: deps.host ?? hostname(), env: run.env, runId: '', startedBy: run.startedBy }, release, 'hand')]);
+  await deliver(deps, memory, memory, [rollbackNotice({ host: deps.host ?? hostname(), env: run.env, runId: '', startedBy: run.startedBy }, release, 'hand')]);
 }

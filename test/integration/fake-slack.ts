@@ -1,5 +1,6 @@
 // A stand-in for Slack on the host's loopback (test servers share the host's network): it
-// records every message, as @slack/webhook sent it, and can answer 500 or never answer.
+// records every message, as @slack/webhook sent it, and can answer 500 or never answer. It also
+// stands in for a generic webhook (its JSON bodies and headers are recorded the same way).
 import type { Test } from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,6 +9,7 @@ export interface Received {
   path: string;
   userAgent: string;
   contentType: string;
+  headers: IncomingMessage['headers'];
   body: { text: string; blocks: { type: string; text?: { text: string }; elements?: { text: string }[] }[]; username?: string };
   raw: string;
 }
@@ -24,7 +26,7 @@ export async function fakeSlack(t: Test) {
     req.on('end', () => {
       if (mode === 'hang') return void held.push(res);
       if (mode === 'error') return void res.writeHead(500).end('internal_error');
-      received.push({ path: req.url ?? '', userAgent: String(req.headers['user-agent']), contentType: String(req.headers['content-type']), body: JSON.parse(raw), raw });
+      received.push({ path: req.url ?? '', userAgent: String(req.headers['user-agent']), contentType: String(req.headers['content-type']), headers: req.headers, body: JSON.parse(raw), raw });
       res.writeHead(200, { 'content-type': 'text/html' }).end('ok');
     });
   });
@@ -44,5 +46,5 @@ export async function fakeSlack(t: Test) {
 }
 
 /** All the text a message shows: the fallback, the sections, the context line. */
-export const text = (r: Received) => [r.body.text, ...r.body.blocks.flatMap((b) => [b.text?.text ?? '', ...(b.elements ?? []).map((e) => e.text)])].join('\n');
+export const text = (r: Received) => [r.body.text, ...(r.body.blocks ?? []).flatMap((b) => [b.text?.text ?? '', ...(b.elements ?? []).map((e) => e.text)])].join('\n');
 

@@ -5,14 +5,17 @@
 // naming the state; a webhook that answers 500 or never answers → the run keeps its own exit code
 // within the bound, and the message arrives with the next run. No secret in any body.
 import t from 'tap';
+import { createHmac } from 'node:crypto';
 import { agent, bootWithAgent, stage } from './brine.js';
 import { fakeSlack, text } from './fake-slack.js';
 
 const CANARY = 'tok-Qx71-never-in-slack';
 const HOOK_SECRET = 'T0000/B0000/hook-Zk29-secret';
+const SIGNING_SECRET = 'sign-Wq40-secret';
 
 t.test('Slack hears of failures once, of recovery and of drift, and a down webhook costs a bounded time', async (t) => {
   const slack = await fakeSlack(t);
+  const hook = await fakeSlack(t); // a generic webhook beside Slack, always up
   const server = await bootWithAgent();
   t.teardown(() => server.stop());
   const root = '/root/tree';
@@ -30,9 +33,9 @@ t.test('Slack hears of failures once, of recovery and of drift, and a down webho
       '    - unless: /usr/bin/test -e /etc/brine-ok',
       '',
     ].join('\n'),
-    'pillar/common.yaml': 'notify:\n  slack: {username: brine, icon_emoji: ":salt:"}\n',
+    'pillar/common.yaml': `notify:\n  slack: {username: brine, icon_emoji: ":salt:"}\n  webhook: {url: "http://127.0.0.1:${hook.port}/brine"}\n`,
     'pillar/test/env.yaml': 'x: 1\n',
-    'pillar/test/secrets.yaml': `secrets:\n  API_TOKEN: ${CANARY}\nslack:\n  webhook_url: http://127.0.0.1:${slack.port}/services/${HOOK_SECRET}\n`,
+    'pillar/test/secrets.yaml': `secrets:\n  API_TOKEN: ${CANARY}\nslack:\n  webhook_url: http://127.0.0.1:${slack.port}/services/${HOOK_SECRET}\nnotify:\n  webhook: {secret: ${SIGNING_SECRET}}\n`,
   });
   const apply = (cron = true) => agent(server, root, ['apply', ...(cron ? ['--cron'] : [])]);
 
@@ -49,8 +52,16 @@ t.test('Slack hears of failures once, of recovery and of drift, and a down webho
     t.match(m.userAgent, /@slack:webhook\/7\.\d+\.\d+ .*node\/18\./, "@slack/webhook's own user agent, on the server's Node 18");
     t.match(m.contentType, /application\/json/);
     t.equal(m.body.username, 'brine');
+    // The generic webhook, sent by the server's Node 18 (fetch), signed.
+    t.equal(hook.received.length, 1);
+    const h = hook.received[0]!;
+    t.match(h.body, { version: 1, event: 'failed', env: 'test', startedBy: 'hand', states: [{ id: 'flaky', function: 'cmd.run', status: 'failed' }] });
+    t.equal(h.headers['x-brine-event'], 'failed');
+    const signature = createHmac('sha256', SIGNING_SECRET).update(`${h.headers['x-brine-timestamp']}.${h.raw}`).digest('hex');
+    t.equal(h.headers['x-brine-signature'], `sha256=${signature}`, 'signed: HMAC-SHA256 of timestamp.body');
     for (let i = 0; i < 3; i++) t.equal((await apply()).code, 2);
     t.equal(slack.received.length, 1, 'no storm: the same failure is not said again');
+    t.equal(hook.received.length, 1, 'on either target');
   });
 
   await t.test('fixed: back to normal', async (t) => {
@@ -63,8 +74,13 @@ t.test('Slack hears of failures once, of recovery and of drift, and a down webho
   });
 
   await t.test('drift repaired by cron names the state', async (t) => {
-    await server.exec(['sh', '-c', 'echo edited by hand > /etc/brine-drift']);
+    const quiet = Date.now();
     t.equal((await apply()).code, 0);
+    const quietMs = Date.now() - quiet;
+    await server.exec(['sh', '-c', 'echo edited by hand > /etc/brine-drift']);
+    const sending = Date.now();
+    t.equal((await apply()).code, 0);
+    t.comment(`a cron run that repairs one file and sends to both targets: ${Date.now() - sending} ms; a quiet one: ${quietMs} ms`);
     t.equal(slack.received.length, 3);
     t.match(text(slack.received[2]!), /drift repaired on \S+ \(test\)[\s\S]*file\.managed \/etc\/brine-drift/);
   });
@@ -107,11 +123,12 @@ t.test('Slack hears of failures once, of recovery and of drift, and a down webho
   await t.test('agent notify-test', async (t) => {
     const r = await agent(server, root, ['notify-test']);
     t.equal(r.code, 0, r.output);
-    t.match(r.stdout, /^slack: delivered$/m);
+    t.match(r.stdout, /^slack: delivered\nwebhook: delivered$/m);
     t.match(text(slack.received.at(-1)!), /test message from \S+ \(test\)/);
   });
 
-  for (const m of slack.received) t.notOk(m.raw.includes(CANARY) || m.raw.includes('hook-Zk29'), 'no secret of the pillar in any body');
+  t.equal(hook.received.length, slack.received.length, 'the webhook, never down, got each message once, as Slack did in the end');
+  for (const m of [...slack.received, ...hook.received]) t.notOk(m.raw.includes(CANARY) || m.raw.includes('hook-Zk29'), 'no secret of the pillar in any body');
   const all = await server.exec(['sh', '-c', 'journalctl -t agent -o verbose --no-pager; cat /var/lib/brine/notify.json']);
-  t.notOk(all.stdout.includes(CANARY) || all.stdout.includes('hook-Zk29'), 'nor in the journal or the notifier memory');
+  t.notOk(all.stdout.includes(CANARY) || all.stdout.includes('hook-Zk29') || all.stdout.includes('sign-Wq40'), 'nor in the journal or the notifier memory');
 });

@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createHmac } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { InputError } from '../../agent/errors.js';
 import type { Journal, JournalFields } from '../../agent/journal.js';
@@ -223,6 +224,7 @@ t.test('a --test run and a run with nothing to say send nothing', async (t) => {
   await runWith(settings, new Masker(), [result('/etc/x', 'ok')], journal, { failed: 0 });
   await runWith(settings, new Masker(), [result('/etc/x', 'changed')], journal, { failed: 0, startedBy: 'hand' });
   t.equal(slack.received.length, 0, 'changes made by hand are not drift');
+  t.notOk(existsSync(memoryPaths.file), 'and nothing is written: a no-op run costs no disk write');
 });
 
 t.test("an error's line: the first, and a failed command's first line of output", async (t) => {
