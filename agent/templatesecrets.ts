@@ -31,7 +31,7 @@ export function withMasker<T>(m: Masker, render: () => T): T {
 }
 
 /** Whether a value holds a Secret (a list or mapping of them counts). */
-export function holdsSecret(value: unknown, depth = 0): boolean {
+function holdsSecret(value: unknown, depth = 0): boolean {
   if (isSecret(value)) return true;
   if (depth > 20 || value === null || typeof value !== 'object') return false;
   return Object.values(value as object).some((v) => holdsSecret(v, depth + 1));
@@ -51,7 +51,7 @@ const runtime = (nunjucks as unknown as { runtime: NunjucksRuntime }).runtime;
  * or mapping the filter made (`| dictsort`, `| batch`), a string that was already in its input as
  * plain text (a key's name) stays plain.
  */
-export function derive(value: unknown, what: string, fromBare = true, plain: Set<string> = new Set(), nested = false): unknown {
+function derive(value: unknown, what: string, fromBare = true, plain: Set<string> = new Set(), nested = false): unknown {
   if (value instanceof runtime.SafeString) return derive(value.val, what, fromBare, plain, nested);
   if (typeof value === 'string') {
     if (nested && plain.has(value)) return value;

@@ -47,7 +47,7 @@ const HOUR = 3_600_000;
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: HOUR, d: 24 * HOUR };
 
 /** `4h`, `30m`, `1d`, `90s`, or a number of hours. */
-export function parseInterval(value: unknown): number | undefined {
+function parseInterval(value: unknown): number | undefined {
   if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value * HOUR;
   const m = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(value) : null;
   return m ? Number(m[1]) * UNITS[m[2]!]! : undefined;
