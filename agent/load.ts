@@ -10,7 +10,7 @@ import { readGrains, type Grains } from './grains.js';
 import { registry } from './modules/index.js';
 import { notifySettings, type NotifySettings } from './notify/settings.js';
 import { environments, loadPillar, type Pillar } from './pillar.js';
-import { Renderer } from './render.js';
+import { Renderer } from './render/render.js';
 import { loadTree, strayTopKeys } from './sls.js';
 
 export interface Loaded {

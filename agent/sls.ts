@@ -16,7 +16,7 @@ import type { Node, Pair, YAMLMap } from 'yaml';
 import { splitCommand } from './argv.js';
 import { suggest } from './compile.js';
 import { InputError, throwCollected } from './errors.js';
-import type { Renderer } from './render.js';
+import type { Renderer } from './render/render.js';
 import { Tree } from './treefile.js';
 import { isMap, isScalar, isSeq, parseYaml, type YamlFile } from './yamlfile.js';
 

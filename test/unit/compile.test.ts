@@ -5,7 +5,7 @@ import { AggregateInputError, InputError } from '../../agent/errors.js';
 import type { Grains } from '../../agent/grains.js';
 import { Mode } from '../../agent/modules/common.js';
 import { stateFunction, type StateFunction } from '../../agent/modules/types.js';
-import { Renderer } from '../../agent/render.js';
+import { Renderer } from '../../agent/render/render.js';
 import { loadTree } from '../../agent/sls.js';
 
 // A registry of functions that never touch anything: compile only reads their schemas and validate().

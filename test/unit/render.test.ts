@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { InputError } from '../../agent/errors.js';
 import { GRAINS } from './grains-fixture.js';
-import { Renderer, UndefinedKeyError, strict } from '../../agent/render.js';
+import { Renderer, UndefinedKeyError, strict } from '../../agent/render/render.js';
 import { Secret } from '../../agent/secret.js';
 
 
@@ -148,7 +148,7 @@ t.test('renderFile', async (t) => {
 });
 
 t.test('a template that would cost minutes or all memory fails in seconds, naming its file', async (t) => {
-  const { renderLimits } = await import('../../agent/render.js');
+  const { renderLimits } = await import('../../agent/render/render.js');
   const r = renderer();
   const costly = (text: string) => {
     const started = Date.now();

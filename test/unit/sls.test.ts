@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { AggregateInputError, InputError } from '../../agent/errors.js';
 import { GRAINS } from './grains-fixture.js';
-import { Renderer } from '../../agent/render.js';
+import { Renderer } from '../../agent/render/render.js';
 import { TreeLoader, loadTree, slsPath, topFor, type StateDecl } from '../../agent/sls.js';
 
 

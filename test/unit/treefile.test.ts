@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../../agent/errors.js';
-import { Renderer } from '../../agent/render.js';
+import { Renderer } from '../../agent/render/render.js';
 import { loadPillar } from '../../agent/pillar.js';
 import { Tree, treeLimits } from '../../agent/treefile.js';
 import { wantedContent } from '../../agent/content.js';

@@ -4,11 +4,11 @@
 import nunjucks from 'nunjucks';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
-import { InputError } from './errors.js';
-import { Masker, isSecret } from './secret.js';
-import { SecretUseError, guardFilters, installSecretGuards, withMasker } from './templatesecrets.js';
-import { Tree } from './treefile.js';
-import type { Grains } from './grains.js';
+import { InputError } from '../errors.js';
+import { Masker, isSecret } from '../secret.js';
+import { SecretUseError, guardFilters, installSecretGuards, withMasker } from './secrets.js';
+import { Tree } from '../treefile.js';
+import type { Grains } from '../grains.js';
 
 /**
  * What one render may cost: its output, the steps of its loops, its time, the items of one range().
@@ -87,7 +87,7 @@ const PROBED = new Set(['then', 'toJSON', 'length', '__keywords', 'constructor',
 
 /** Wraps a tree so that reading a missing key throws an UndefinedKeyError naming its path. */
 export function strict<T>(value: T, path: string): T {
-  // A Secret is handed over as itself: templatesecrets.ts decides what a template may do with it.
+  // A Secret is handed over as itself: secrets.ts decides what a template may do with it.
   if (value === null || typeof value !== 'object' || isSecret(value)) return value;
   return new Proxy(value as object, {
     get(target, prop, receiver) {

@@ -11,7 +11,7 @@
 //     masking can hide: a number (its length), pieces shorter than 4 characters.
 // Refusals are input errors naming the template: nothing is applied.
 import nunjucks from 'nunjucks';
-import { MIN_MASKED_LENGTH, Secret, isSecret, revealDeep, type Masker } from './secret.js';
+import { MIN_MASKED_LENGTH, Secret, isSecret, revealDeep, type Masker } from '../secret.js';
 
 export class SecretUseError extends Error {
   override name = 'SecretUseError';

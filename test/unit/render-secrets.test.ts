@@ -4,10 +4,10 @@
 import t from 'tap';
 import nunjucks from 'nunjucks';
 import { InputError } from '../../agent/errors.js';
-import { Renderer } from '../../agent/render.js';
+import { Renderer } from '../../agent/render/render.js';
 import { MASK, Masker, Secret } from '../../agent/secret.js';
 import { GRAINS } from './grains-fixture.js';
-import { guardFilters, installSecretGuards, withMasker } from '../../agent/templatesecrets.js';
+import { guardFilters, installSecretGuards, withMasker } from '../../agent/render/secrets.js';
 
 const CANARY = 'Zq7xK9pW-3mVb/Tr+5';
 const NUMERIC = '80417723';
