@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { InputError } from '../errors.js';
 import { Masker, isSecret } from '../secret.js';
+import { STRICT, Undefined, installPython, refuseUndefinedFilters, undefinedAware } from './python.js';
 import { SecretUseError, guardFilters, installSecretGuards, withMasker } from './secrets.js';
 import { Tree } from '../treefile.js';
 import type { Grains } from '../grains.js';
@@ -74,23 +75,19 @@ function range(start: number, stop?: number, step = 1): number[] {
   return Array.from({ length: count }, (_, i) => from + i * step);
 }
 
-export class UndefinedKeyError extends Error {
-  readonly key: string;
-  constructor(key: string) {
-    super(`${key} is not defined`);
-    this.key = key;
-  }
-}
-
 // Properties nunjucks and JavaScript probe on any value; reading them must not throw.
 const PROBED = new Set(['then', 'toJSON', 'length', '__keywords', 'constructor', 'prototype', 'toString', 'valueOf', 'inspect', 'nodeType']);
 
-/** Wraps a tree so that reading a missing key throws an UndefinedKeyError naming its path. */
+/**
+ * Wraps a tree so that a missing key reads as an Undefined naming its path (python.ts: false in a
+ * test, an error naming the key when printed or used).
+ */
 export function strict<T>(value: T, path: string): T {
   // A Secret is handed over as itself: secrets.ts decides what a template may do with it.
   if (value === null || typeof value !== 'object' || isSecret(value)) return value;
   return new Proxy(value as object, {
     get(target, prop, receiver) {
+      if (prop === STRICT) return true;
       if (typeof prop === 'symbol') return Reflect.get(target, prop, receiver);
       if (Object.prototype.hasOwnProperty.call(target, prop) || (Array.isArray(target) && prop in target))
         return strict(Reflect.get(target, prop, receiver), Array.isArray(target) ? `${path}[${prop}]` : `${path}.${prop}`);
@@ -100,7 +97,7 @@ export function strict<T>(value: T, path: string): T {
       if (prop === 'keys' && !Array.isArray(target)) return () => Object.keys(target);
       if (prop === 'values' && !Array.isArray(target)) return () => Object.entries(target).map(([k, v]) => strict(v, `${path}.${k}`));
       if (PROBED.has(prop) || prop in target) return Reflect.get(target, prop, receiver);
-      throw new UndefinedKeyError(`${path}.${prop}`);
+      return new Undefined(`${path}.${prop}`);
     },
   }) as T;
 }
@@ -145,6 +142,10 @@ export class Renderer {
     // masks it again by value); what filters and `~` make of them is a Secret the masker learns.
     installSecretGuards();
     guardFilters(this.#env);
+    // Python's methods, slices, truth and `do`; a missing key is false when tested, an error when used.
+    installPython(this.#env);
+    undefinedAware(this.#env);
+    refuseUndefinedFilters(this.#env);
     this.#masker = scope.masker ?? new Masker();
     this.#scope = {
       pillar: strict(scope.pillar, 'pillar'),

@@ -83,22 +83,22 @@ function plainStrings(value: unknown, into: Set<string>, depth = 0): Set<string>
 
 const reveal = (v: unknown) => (isSecret(v) ? v.reveal() : v);
 
-/** A filter made to derive what it makes from a secret. */
-function guarded(name: string, filter: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
+/** A filter (or a string method: `label` is how it is named in messages) made to derive what it makes from a secret. */
+export function guarded(label: string, filter: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
   return function (this: unknown, ...args: unknown[]) {
     if (!args.some((a) => holdsSecret(a))) return filter.apply(this, args);
     const plain = new Set<string>();
     for (const a of args) plainStrings(a, plain);
-    return derive(filter.apply(this, args.map((a) => revealDeep(a))), `| ${name}`, args.some(isSecret), plain);
+    return derive(filter.apply(this, args.map((a) => revealDeep(a))), label, args.some(isSecret), plain);
   };
 }
 
 /** Every filter of `env`, those added later too, made to derive what they make from a secret. */
 export function guardFilters(env: nunjucks.Environment): void {
   const filters = (env as unknown as { filters: Record<string, (...args: unknown[]) => unknown> }).filters;
-  for (const [name, filter] of Object.entries(filters)) filters[name] = guarded(name, filter);
+  for (const [name, filter] of Object.entries(filters)) filters[name] = guarded(`| ${name}`, filter);
   const addFilter = env.addFilter.bind(env);
-  env.addFilter = (name, filter, async) => addFilter(name, guarded(name, filter as (...args: unknown[]) => unknown) as never, async);
+  env.addFilter = (name, filter, async) => addFilter(name, guarded(`| ${name}`, filter as (...args: unknown[]) => unknown) as never, async);
   // Tests (`is defined`, `is string`) answer yes or no, about the real value.
   const tests = (env as unknown as { tests: Record<string, (...args: unknown[]) => unknown> }).tests;
   for (const [name, test] of Object.entries(tests))

@@ -1,13 +1,14 @@
 // A secret stays masked in whatever form a template turns it into: every filter nunjucks has, `~`,
 // `+`, slices and method calls, tried on a canary secret. Each either makes text the masker hides
 // or is refused as an input error; no output, and no error message, holds a piece of it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import nunjucks from 'nunjucks';
 import { InputError } from '../../agent/errors.js';
 import { Renderer } from '../../agent/render/render.js';
 import { MASK, Masker, Secret } from '../../agent/secret.js';
 import { GRAINS } from './grains-fixture.js';
 import { guardFilters, installSecretGuards, withMasker } from '../../agent/render/secrets.js';
+import { STRING_METHODS } from '../../agent/render/python.js';
 
 const CANARY = 'Zq7xK9pW-3mVb/Tr+5';
 const NUMERIC = '80417723';
@@ -60,20 +61,51 @@ const ARGS: Record<string, string[]> = {
 t.test('every filter, on a secret and on a list of secrets: masked or refused', async (t) => {
   const names = Object.keys((new nunjucks.Environment() as unknown as { filters: object }).filters).sort();
   t.ok(names.length >= 40, `${names.length} filters`);
+  const subjects = ['pillar.secrets.S', 'pillar.secrets.N', 'pillar.secrets.list', '"plain " ~ pillar.secrets.S'];
+  tryEach(t, names.flatMap((name) => (ARGS[name] ?? ['']).flatMap((args) => subjects.map((subject) => `{{ ${subject} | ${name}${args} }}`))));
+});
+
+/** Renders each template: none may let a piece of a secret out; both outcomes must occur. */
+function tryEach(t: Test, templates: string[]): void {
   const tally = { out: 0, refused: 0, error: 0 };
-  for (const name of names) {
-    for (const args of ARGS[name] ?? ['']) {
-      for (const subject of ['pillar.secrets.S', 'pillar.secrets.N', 'pillar.secrets.list', '"plain " ~ pillar.secrets.S']) {
-        const template = `{{ ${subject} | ${name}${args} }}`;
-        const r = attempt(template);
-        tally[r.kind]++;
-        const hit = leaked(r.shown);
-        if (hit) t.fail(`${template} lets out "${hit}": ${r.shown}`);
-      }
-    }
+  for (const template of templates) {
+    const r = attempt(template);
+    tally[r.kind]++;
+    const hit = leaked(r.shown);
+    if (hit) t.fail(`${template} lets out "${hit}": ${r.shown}`);
   }
   t.pass(`made masked text ${tally.out} times, refused ${tally.refused}, other errors ${tally.error}`);
   t.ok(tally.refused > 10 && tally.out > 50, 'both outcomes are exercised');
+}
+
+// Arguments that make each Python string method do something.
+const METHOD_ARGS: Record<string, string[]> = {
+  startswith: ['("Zq")'], endswith: ['("+5")'], split: ['()', '("-")'], rsplit: ['("/")'], strip: ['()', '("Z5")'], lstrip: ['("Z")'], rstrip: ['("5")'],
+  replace: ['("7", "8")', '("Zq", "")'], format: ['()', '(1)'], join: ['(["a", "b"])', '(pillar.secrets.list)'], find: ['("x")'], rfind: ['("x")'], index: ['("x")'],
+  count: ['("x")'], partition: ['("-")'], rpartition: ['("/")'], zfill: ['(30)'], center: ['(30)'], ljust: ['(30)'], rjust: ['(30)'],
+};
+
+t.test('every Python string method, on a secret and with one as its argument: masked or refused', async (t) => {
+  tryEach(
+    t,
+    STRING_METHODS.flatMap((name) =>
+      (METHOD_ARGS[name] ?? ['()']).flatMap((args) => [
+        `{{ pillar.secrets.S.${name}${args} }}`,
+        `{{ pillar.secrets.N.${name}${args} }}`,
+        `{{ "{}-{}".${name}${args.replace(/^\(\)$/, '(pillar.secrets.S)')} }}`,
+        `{{ "x: %s" % pillar.secrets.S }}`,
+        `{{ ("x: {}".format(pillar.secrets.S)).upper() }}`,
+      ]),
+    ),
+  );
+  for (const template of ['{{ pillar.secrets.S[2:9] }}', '{{ pillar.secrets.S.split("-") }}', '{{ pillar.secrets.S.find("x") }}'])
+    t.equal(attempt(template).kind, 'refused', template);
+  for (const template of ['{{ pillar.secrets.S.upper() }}', '{{ "db:{}".format(pillar.secrets.S) }}', '{{ "%s@db" % pillar.secrets.S }}', '{{ ":".join(pillar.secrets.list) }}']) {
+    const r = attempt(template);
+    t.equal(r.kind, 'out', template);
+    t.ok(r.shown.includes(MASK), `${template} shows the mask`);
+  }
+  t.equal(attempt('{{ pillar.secrets.S.startswith("Zq7") }}').shown, 'True', 'a test about a secret answers about its real value');
 });
 
 t.test('what a template makes from a secret is masked, and what it cannot hide is refused', async (t) => {
@@ -133,7 +165,7 @@ t.test('comparisons and tests see the real value; printing whole is the real val
   t.equal(renderer.renderString('{% if "Zq7" in pillar.secrets.S %}in{% endif %}', 'f'), 'in');
   t.equal(renderer.renderString('{% if pillar.secrets.S is string %}text{% endif %}', 'f'), 'text');
   t.equal(renderer.renderString('{{ pillar.secrets.S }}', 'f'), CANARY);
-  t.equal(renderer.renderString('{{ pillar.secrets.list | length }} {{ [1] + [2] }} {{ 1 + 2 }} {{ "a" ~ 1 }}', 'f'), '2 1,2 3 a1', 'plain values are untouched');
+  t.equal(renderer.renderString('{{ pillar.secrets.list | length }} {{ [1] + [2] }} {{ 1 + 2 }} {{ "a" ~ 1 }}', 'f'), '2 [1, 2] 3 a1', 'plain values are untouched');
 });
 
 t.test('a filter added later is guarded too', async (t) => {
