@@ -64,7 +64,14 @@ function keywords(args: unknown[]): { positional: unknown[]; named: Record<strin
   return { positional: args, named: {} };
 }
 
-const str = (v: unknown): string => (v === null ? 'None' : v === true ? 'True' : v === false ? 'False' : Array.isArray(v) ? `[${v.map(repr).join(', ')}]` : v !== null && typeof v === 'object' && !isSecret(v) ? `{${Object.entries(v).map(([k, x]) => `${repr(k)}: ${repr(x)}`).join(', ')}}` : String(isSecret(v) ? v.reveal() : v));
+/** Lists that Python would have as tuples (what regex_search returns), printed `('a', 'b')`. */
+const tuples = new WeakSet<unknown[]>();
+export function tuple<T>(items: T[]): T[] {
+  tuples.add(items);
+  return items;
+}
+
+const str = (v: unknown): string => (v === null ? 'None' : v === true ? 'True' : v === false ? 'False' : Array.isArray(v) ? (tuples.has(v) ? `(${v.map(repr).join(', ')}${v.length === 1 ? ',' : ''})` : `[${v.map(repr).join(', ')}]`) : v !== null && typeof v === 'object' && !isSecret(v) ? `{${Object.entries(v).map(([k, x]) => `${repr(k)}: ${repr(x)}`).join(', ')}}` : String(isSecret(v) ? v.reveal() : v));
 const repr = (v: unknown): string => (typeof v === 'string' ? `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'` : str(v));
 
 function whitespaceSplit(s: string, max: number): string[] {
@@ -360,6 +367,8 @@ export function installPython(env: nunjucks.Environment): void {
   (nunjucks as unknown as { installJinjaCompat: () => void }).installJinjaCompat();
   runtime.memberLookup = before;
 
+  balancedBraces();
+
   const memberLookup = runtime.memberLookup;
   runtime.memberLookup = function (this: unknown, obj: unknown, val: unknown, ...rest: unknown[]) {
     if (rest.length === 2) return slice(obj, val as number | null, rest[0] as number | null, rest[1] as number | null);
@@ -448,6 +457,33 @@ export function installPython(env: nunjucks.Environment): void {
     this._emit(', ');
     this.compile(node.right, frame);
     this._emit(')');
+  };
+}
+
+/**
+ * Jinja2's lexer counts braces: `{{ f({'a': {'b': 1}}) }}` closes the dict, then the tag. nunjucks
+ * took the first `}}` for the end of the tag. Inside an expression with a `{` open, `}` is a brace.
+ * And a comma may end a list, a mapping or the arguments of a call.
+ */
+function balancedBraces(): void {
+  const lexer = (nunjucks as unknown as { lexer: { lex(s: string): object; TOKEN_COMMA: string; TOKEN_LEFT_CURLY: string; TOKEN_RIGHT_CURLY: string; TOKEN_VARIABLE_START: string; TOKEN_BLOCK_START: string } }).lexer;
+  type Tokenizer = { in_code: boolean; str: string; index: number; lineno: number; colno: number; forward(): void; brineDepth?: number };
+  const proto = Object.getPrototypeOf(lexer.lex('')) as { nextToken: (this: Tokenizer) => { type: string } | null };
+  const nextToken = proto.nextToken;
+  proto.nextToken = function (this: Tokenizer) {
+    if (this.in_code && (this.brineDepth ?? 0) > 0 && this.str[this.index] === '}') {
+      const [lineno, colno] = [this.lineno, this.colno];
+      this.forward();
+      this.brineDepth! -= 1;
+      return { type: lexer.TOKEN_RIGHT_CURLY, value: '}', lineno, colno };
+    }
+    let tok = nextToken.call(this);
+    // A trailing comma before a closing bracket, as Python and Jinja2 allow: `{'a': 1,\n}`.
+    if (tok?.type === lexer.TOKEN_COMMA && this.in_code && /^\s*[)\]}]/.test(this.str.slice(this.index, this.index + 200))) tok = proto.nextToken.call(this);
+    if (tok?.type === lexer.TOKEN_LEFT_CURLY) this.brineDepth = (this.brineDepth ?? 0) + 1;
+    else if (tok?.type === lexer.TOKEN_RIGHT_CURLY) this.brineDepth = Math.max(0, (this.brineDepth ?? 0) - 1);
+    else if (tok?.type === lexer.TOKEN_VARIABLE_START || tok?.type === lexer.TOKEN_BLOCK_START) this.brineDepth = 0;
+    return tok;
   };
 }
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { InputError } from '../errors.js';
 import { Masker, isSecret } from '../secret.js';
+import { installSalt, saltFunctions, slsVariables } from './salt.js';
 import { STRICT, Undefined, installPython, refuseUndefinedFilters, undefinedAware } from './python.js';
 import { SecretUseError, guardFilters, installSecretGuards, withMasker } from './secrets.js';
 import { Tree } from '../treefile.js';
@@ -146,12 +147,39 @@ export class Renderer {
     installPython(this.#env);
     undefinedAware(this.#env);
     refuseUndefinedFilters(this.#env);
+    // Salt's filters, import_yaml/load_yaml, and salt['pillar.get'] & co.
+    installSalt(this.#env, (path, source, from) => this.#importFile(path, source, from));
     this.#masker = scope.masker ?? new Masker();
-    this.#scope = {
-      pillar: strict(scope.pillar, 'pillar'),
-      env: scope.env,
-      grains: strict(scope.grains, 'grains'),
-    };
+    const pillar = strict(scope.pillar, 'pillar');
+    const grains = strict(scope.grains, 'grains');
+    this.#scope = { pillar, env: scope.env, grains, salt: saltFunctions(pillar, grains), saltenv: 'base' };
+  }
+
+  /**
+   * A file `{% import_yaml %}` reads, rendered as a template first (as Salt does). Its own error
+   * is kept to be thrown as it is: nunjucks would wrap it into the importing template's.
+   */
+  #importFile(path: string, source: string, from: string): string {
+    try {
+      if (this.#loader.tree.resolve(path) === null) {
+        const text = from ? readFileSync(join(this.#baseDir, from), 'utf8') : '';
+        const line = text.split('\n').findIndex((l) => l.includes(source)) + 1 || undefined;
+        throw new InputError(`${this.#loader.tree.show(path)} does not exist (an import is relative to states/, or to the template's directory with ./)`, { file: from ? `states/${from}` : undefined, line });
+      }
+      return this.renderFile(path, slsVariables(path));
+    } catch (err) {
+      this.#inner ??= err;
+      throw err;
+    }
+  }
+
+  /** An error of a file imported by the render in progress, to be reported as that file's. */
+  #inner: unknown;
+
+  #innerError(): unknown {
+    const inner = this.#inner;
+    this.#inner = undefined;
+    return inner;
   }
 
   /** Renders text read from `file` (shown in errors, relative to the states dir). */
@@ -160,8 +188,11 @@ export class Renderer {
     try {
       // Its path in the tree, so that `{% include './x.j2' %}` is found next to it.
       const path = file.startsWith('states/') ? join(this.#baseDir, file.slice('states/'.length)) : file;
-      return this.#render(() => this.#env.renderString(text, { ...this.#scope, ...extra }, { path } as never) as unknown as string);
+      const salt = file.startsWith('states/') ? slsVariables(file.slice('states/'.length)) : {};
+      return this.#render(() => this.#env.renderString(text, { ...this.#scope, ...salt, ...extra }, { path } as never) as unknown as string);
     } catch (err) {
+      const inner = this.#innerError();
+      if (inner) throw inner;
       if (err instanceof RenderLimitError || (err as Error)?.message?.includes('RenderLimitError')) throw limitError(err, file);
       if (isSecretUse(err)) throw secretUseError(err, file, text);
       throw this.#refusal(file, text) ?? toInputError(err, file, text, this.#show);
@@ -175,8 +206,10 @@ export class Renderer {
     // The template itself must be a file of the tree: if not, the state that names it is at fault.
     if (tree.resolve(path, { key: 'source' }) === null) throw new InputError(`${tree.show(path)} does not exist (templates are relative to states/)`, { key: 'source' });
     try {
-      return this.#render(() => this.#env.render(path, { ...this.#scope, ...extra }));
+      return this.#render(() => this.#env.render(path, { ...this.#scope, ...slsVariables(path), ...extra }));
     } catch (err) {
+      const inner = this.#innerError();
+      if (inner) throw inner;
       if (err instanceof RenderLimitError || (err as Error)?.message?.includes('RenderLimitError')) throw limitError(err, tree.show(path));
       if (isSecretUse(err)) throw secretUseError(err, tree.show(path), readFileSync(join(this.#baseDir, path), 'utf8'));
       const refused = this.#refusal(tree.show(path), undefined, path);
@@ -332,7 +365,8 @@ function toInputError(err: unknown, file: string, source: string | undefined, sh
     return new InputError('undefined in the template (use pillar.get(key, default) for optional keys)', { file: shownFile, line, key }, { cause: err });
   }
   const detail = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^\(.*\) \[Line/.test(l) && !/^\([^)]*\)$/.test(l)).pop() ?? text;
-  const clean = detail.replace(/^Error: /, '').replace(/^Template render error: /, '');
+  const clean = detail.replace(/^(Salt\w*)?Error: /, '').replace(/^Template render error: /, '');
+  if (/^salt\['[^']*'\] is /.test(clean)) return new InputError(clean, { file: shownFile, line: errorLine(clean, innerSource) ?? reported }, { cause: err });
   if (/attempted to output null or undefined value/.test(clean))
     return new InputError('a template prints an undefined value', { file: shownFile, line: reported }, { cause: err });
   // A JavaScript error thrown while rendering comes with the 0-based line of the node.
@@ -355,6 +389,8 @@ function errorLine(message: string, source: string | undefined): number | undefi
   if (/got end of file/.test(message)) return unclosedTag(lines);
   // nunjucks gives no line for an error in an expression: the first `+` inside a tag.
   if (/^cannot add a /.test(message)) return first(/\{[{%][^}%]*[^~]\+/);
+  const call = /^salt\['([^']*)'\]/.exec(message);
+  if (call) return first(new RegExp(`salt\\[\\s*['"]${escape(call[1]!)}['"]`));
   return undefined;
 }
 

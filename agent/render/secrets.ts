@@ -89,7 +89,15 @@ export function guarded(label: string, filter: (...args: unknown[]) => unknown):
     if (!args.some((a) => holdsSecret(a))) return filter.apply(this, args);
     const plain = new Set<string>();
     for (const a of args) plainStrings(a, plain);
-    return derive(filter.apply(this, args.map((a) => revealDeep(a))), label, args.some(isSecret), plain);
+    let made: unknown;
+    try {
+      made = filter.apply(this, args.map((a) => revealDeep(a)));
+    } catch (err) {
+      // Its message may quote the input, cut where masking would not find it (JSON.parse does).
+      if (err instanceof SecretUseError) throw err;
+      throw new Error(`${label} failed on a value holding a secret (its message is not shown: it could quote the secret)`);
+    }
+    return derive(made, label, args.some(isSecret), plain);
   };
 }
 

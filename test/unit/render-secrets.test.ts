@@ -9,6 +9,7 @@ import { MASK, Masker, Secret } from '../../agent/secret.js';
 import { GRAINS } from './grains-fixture.js';
 import { guardFilters, installSecretGuards, withMasker } from '../../agent/render/secrets.js';
 import { STRING_METHODS } from '../../agent/render/python.js';
+import { saltFilters } from '../../agent/render/salt.js';
 
 const CANARY = 'Zq7xK9pW-3mVb/Tr+5';
 const NUMERIC = '80417723';
@@ -55,11 +56,13 @@ const ARGS: Record<string, string[]> = {
   join: ['(",")'], replace: ['("7", "8")', '("Zq", "")', '("x", pillar.secrets.S)'], slice: ['(2)'], sort: ['', '(true)'],
   sum: [''], truncate: ['(6)', '(12)'], wordwrap: ['(3)'], groupby: ['("x")'], selectattr: ['("x")'], rejectattr: ['("x")'],
   select: ['("defined")'], reject: ['("defined")'], float: ['', '(0)'], int: ['', '(0)'], round: [''], abs: [''], random: [''],
-  split: ['("-")'], urlize: [''], nl2br: [''], striptags: [''], title: [''], capitalize: [''], trim: [''], lower: [''], upper: [''],
+  split: ['("-")'], regex_replace: ['("[0-9]", "#")', '("Zq", "")'], regex_search: ['("(K9)")'], regex_match: ['("(Zq7)")'], traverse: ['("a")'],
+  union: ['(["x"])'], intersect: ['(["x"])'], difference: ['(["x"])'], symmetric_difference: ['(["x"])'], map: ['("upper")'], attr: ['("x")'], format: ['("x")'], urlize: [''], nl2br: [''], striptags: [''], title: [''], capitalize: [''], trim: [''], lower: [''], upper: [''],
 };
 
 t.test('every filter, on a secret and on a list of secrets: masked or refused', async (t) => {
-  const names = Object.keys((new nunjucks.Environment() as unknown as { filters: object }).filters).sort();
+  const env = new nunjucks.Environment();
+  const names = [...Object.keys((env as unknown as { filters: object }).filters), ...Object.keys(saltFilters(env))].sort();
   t.ok(names.length >= 40, `${names.length} filters`);
   const subjects = ['pillar.secrets.S', 'pillar.secrets.N', 'pillar.secrets.list', '"plain " ~ pillar.secrets.S'];
   tryEach(t, names.flatMap((name) => (ARGS[name] ?? ['']).flatMap((args) => subjects.map((subject) => `{{ ${subject} | ${name}${args} }}`))));
@@ -121,6 +124,11 @@ t.test('what a template makes from a secret is masked, and what it cannot hide i
     '{% for s in pillar.secrets.list %}{{ s | upper }};{% endfor %}',
     '{% macro pw(p) %}{{ p | title }}{% endmacro %}{{ pw(pillar.secrets.S) }}',
     '{{ pillar.get("secrets:S") | trim }}',
+    '{{ salt["pillar.get"]("secrets:S") | yaml_encode }}',
+    '{{ pillar.secrets | json }}',
+    '{{ pillar.secrets.S | regex_replace("Zq", "Y") }}',
+    '{{ pillar.secrets.S | md5 }}',
+    '{{ pillar.secrets.list | map("upper") | join(",") }}',
   ];
   for (const template of made) {
     const r = attempt(template);
