@@ -23,6 +23,9 @@ options:
   --test                  sync, then run `agent apply --test`: show what would change
   --switch-environment    the server was bootstrapped for another environment: make it ENV's
                           (the old environment's pillar and secrets are removed from it)
+  --grain KEY=VALUE       a custom grain of this server (VALUE is YAML: roles=[web, db]);
+                          repeat for more. Written to /etc/brine/grains, replacing what was
+                          there; without --grain the server keeps its own
   -h, --help
 
 The first connection to a host records its key in the known-hosts file (trust on first use;
@@ -34,7 +37,7 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 fail() { local code=$1; shift; printf 'bootstrap: error: %s\n' "$*" >&2; exit "$code"; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-target="" env="" identity="" known_hosts="$repo/pillar/known_hosts" apply_args=(apply) switch_env=false
+target="" env="" identity="" known_hosts="$repo/pillar/known_hosts" apply_args=(apply) switch_env=false grains=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -42,6 +45,10 @@ while [ $# -gt 0 ]; do
     --known-hosts) [ $# -ge 2 ] || fail 1 "$1 needs a file"; known_hosts=$2; shift 2 ;;
     --test) apply_args=(apply --test); shift ;;
     --switch-environment) switch_env=true; shift ;;
+    --grain)
+      [ $# -ge 2 ] || fail 1 "$1 needs KEY=VALUE"
+      [[ "$2" =~ ^[A-Za-z_][A-Za-z0-9_]*=.+$ ]] || fail 1 "--grain expects KEY=VALUE (a name, then YAML: roles=[web, db]), got \"$2\""
+      grains+=("$2"); shift 2 ;;
     -*) usage >&2; fail 1 "unknown option $1" ;;
     *)
       if [ -z "$target" ]; then target=$1
@@ -100,8 +107,14 @@ find "$repo/pillar" -mindepth 1 -maxdepth 1 -type f -name '*.yaml' ! -name '*.ex
 cp -a "$repo/pillar/$env" "$stage/srv/pillar/$env"
 find "$stage/srv/pillar/$env" -name '*.example.yaml' -delete
 printf '%s\n' "$env" > "$stage/srv/environment"
+# Custom grains: the tree is validated with them, as the server will read them.
+validate_env=()
+if [ ${#grains[@]} -gt 0 ]; then
+  { printf '# custom grains of this server, written by bootstrap.sh --grain\n'; for g in "${grains[@]}"; do printf '%s: %s\n' "${g%%=*}" "${g#*=}"; done; } > "$stage/grains"
+  validate_env=(BRINE_GRAINS="$stage/grains")
+fi
 
-if ! node "$bundle" validate --root "$stage/srv" --env "$env" > "$stage/validate.out" 2>&1; then
+if ! env "${validate_env[@]}" node "$bundle" validate --root "$stage/srv" --env "$env" > "$stage/validate.out" 2>&1; then
   cat "$stage/validate.out" >&2
   fail 3 "the states or pillar for $env are invalid; nothing was sent to $host"
 fi
@@ -207,6 +220,10 @@ printf '#!/bin/sh\nexec %s /opt/brine/agent.mjs "$@"\n' "$node" > /usr/local/bin
 chmod 0755 /usr/local/bin/agent.tmp
 mv /usr/local/bin/agent.tmp /usr/local/bin/agent
 SH
+if [ -f "$stage/grains" ]; then
+  remote sh -c "'umask 022; mkdir -p /etc/brine && cat > /etc/brine/grains.tmp && mv /etc/brine/grains.tmp /etc/brine/grains'" < "$stage/grains"
+  say "custom grains written to $host:/etc/brine/grains (${grains[*]})"
+fi
 remote /usr/local/bin/agent __swap-tree /srv/brine.next
 
 # --- 5. Converge ------------------------------------------------------------------------------------

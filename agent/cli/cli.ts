@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { ExitCode, InputError, UsageError, errorMessage } from '../errors.js';
 import type { Loaded } from '../load.js';
+import { readGrains } from '../grains.js';
+import { traverse } from '../render/salt.js';
 import type { Context } from '../modules/types.js';
 import { Lock, LockBusyError } from '../lock.js';
 import { suggest } from '../compile.js';
@@ -38,6 +40,7 @@ commands:
   apply [--test] [--only ID…] [--json] [--cron]   converge this server (--test: change nothing, say what would change)
   validate                                         parse, render and check every state and pillar file
   show [--json]                                    the rendered states, secrets masked
+  grains [KEY…] [--json]                           this server's grains (Salt's names, and custom ones from /etc/brine/grains)
   history [--last N] [--json]                      past runs, from the systemd journal
   deploy-key ENV [--root REPO]                     (on your machine) make the app's deploy key for ENV
   status [--json]                                  the last run, and whether the server is converged now
@@ -65,7 +68,7 @@ const processIo: Io = {
 };
 
 /** Commands that take positional arguments of their own. */
-const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres', '__swap-tree', 'rollback'];
+const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres', '__swap-tree', 'rollback', 'grains'];
 
 function parse(argv: string[], io: Io): Parsed {
   let parsed;
@@ -274,6 +277,14 @@ function show(p: Parsed, io: Io): number {
   return ExitCode.ok;
 }
 
+/** `agent grains [KEY…]`: what templates see as grains (a colon path reaches inside: ip4_interfaces:eth0). */
+function grainsCommand(p: Parsed, io: Io): number {
+  const all = readGrains();
+  const picked = p.args.length === 0 ? all : Object.fromEntries(p.args.map((k) => [k, traverse(all, k, null)]));
+  io.stdout(p.json ? `${JSON.stringify(picked, null, 2)}\n` : stringify(picked, { lineWidth: 0 }));
+  return ExitCode.ok;
+}
+
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let p: Parsed;
   try {
@@ -290,6 +301,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return validate(p, io);
       case 'show':
         return show(p, io);
+      case 'grains':
+        return grainsCommand(p, io);
       case 'history':
         return await history(p, io, io.env.BRINE_LOCK ?? DEFAULT_LOCK);
       case 'deploy-key':
@@ -317,7 +330,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         io.stdout(`${USAGE}\n`);
         return ExitCode.ok;
       default: {
-        const hint = suggest(p.command, ['apply', 'validate', 'show', 'history', 'status', 'releases', 'rollback', 'release', 'notify-test', 'version', 'help']);
+        const hint = suggest(p.command, ['apply', 'validate', 'show', 'grains', 'history', 'status', 'releases', 'rollback', 'release', 'notify-test', 'version', 'help']);
         throw new UsageError(`unknown command "${p.command}"${hint ? ` (did you mean ${hint}?)` : ''}`);
       }
     }
