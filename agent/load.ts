@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { compile, type CompiledState } from './compile.js';
 import { AggregateInputError, InputError, throwCollected } from './errors.js';
 import type { PrepareContext } from './modules/types.js';
-import type { Masker } from './secret.js';
+import { revealDeep, type Masker } from './secret.js';
 import { readGrains, type Grains } from './grains.js';
 import { registry } from './modules/index.js';
 import { notifySettings, type NotifySettings } from './notify/settings.js';
 import { environments, loadPillar, type Pillar } from './pillar.js';
 import { Renderer } from './render/render.js';
 import { loadTree, strayTopKeys } from './sls.js';
+import { hasSaltTop } from './top.js';
 
 export interface Loaded {
   /** Problems that do not stop a run but are worth saying (validate and apply print them). */
@@ -48,14 +49,16 @@ export function load(root: string, env: string): Loaded {
   const grains = readGrains();
   const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains, masker: pillar.masker });
   try {
-    const tree = loadTree(statesDir, env, renderer);
-    const warnings = strayTopKeys(statesDir, environments(pillarDir)).map(
+    const tree = loadTree(statesDir, env, renderer, { id: grains.id, grains, pillar: revealDeep(pillar.data) });
+    const stray = strayTopKeys(statesDir, environments(pillarDir)).map(
       (k) => new InputError(`"${k.key}" matches no environment (there are ${environments(pillarDir).join(', ')})${k.meant ? `: did you mean ${k.meant}?` : ''}`, { file: 'states/top.yaml', line: k.line, key: k.key }),
     );
+    const warnings = [...tree.warnings, ...stray];
+    const topFile = hasSaltTop(statesDir) ? 'states/top.sls' : 'states/top.yaml';
     if (tree.states.length > MAX_STATES)
-      throw new InputError(`${tree.states.length.toLocaleString('en')} states: at most ${MAX_STATES.toLocaleString('en')} in one tree`, { file: 'states/top.yaml' });
+      throw new InputError(`${tree.states.length.toLocaleString('en')} states: at most ${MAX_STATES.toLocaleString('en')} in one tree`, { file: topFile });
     if (tree.states.length === 0)
-      throw new InputError(`nothing applies to ${env}: top.yaml selects no state file for it${warnings.length ? ` (${warnings.map((w) => w.message).join('; ')})` : ''}`, { file: 'states/top.yaml' });
+      throw new InputError(`nothing applies to ${topFile.endsWith('.sls') ? `this server (${grains.id})` : env}: ${topFile.slice('states/'.length)} selects no state file for it${warnings.length ? ` (${warnings.map((w) => w.message).join('; ')})` : ''}`, { file: topFile });
     const states = compile(tree.states, registry);
     prepare(states, { renderTemplate: (path, extra) => renderer.renderFile(path, extra), pillar: pillar.data, env, masker: pillar.masker, statesDir });
     return { warnings, root, env, pillar, grains, renderer, statesDir, files: tree.files, states, notify };

@@ -17,6 +17,8 @@ import { splitCommand } from './argv.js';
 import { suggest } from './compile.js';
 import { InputError, throwCollected } from './errors.js';
 import type { Renderer } from './render/render.js';
+import { hasSaltTop, saltTop } from './top.js';
+import type { TargetFacts } from './target.js';
 import { Tree } from './treefile.js';
 import { isMap, isScalar, isSeq, parseYaml, type YamlFile } from './yamlfile.js';
 
@@ -67,9 +69,26 @@ export interface StateTree {
   /** State files in the order they were loaded (includes first). */
   files: string[];
   states: StateDecl[];
+  /** The top file's parts brine does not read (another saltenv…). */
+  warnings: InputError[];
 }
 
 const CONDITION_KEYS = ['onlyif', 'unless', 'creates'] as const;
+
+/** Arguments that are file modes, read as Salt reads them. */
+const MODE_KEYS = new Set(['mode', 'dir_mode', 'file_mode']);
+
+/**
+ * `mode: 644`, `mode: 0644`, `mode: 0o644` and `mode: '0644'` all mean rw-r--r--, as in Salt. YAML
+ * 1.2 reads 0644 as the number 644 and 0o644 as 420, so a bare number is read from its source text.
+ * Anything else is left to the schema (which says what a mode is).
+ */
+function modeValue(node: Node | null): string | undefined {
+  if (!isScalar(node) || typeof node.value !== 'number') return undefined;
+  const text = (node as { source?: string }).source ?? String(node.value);
+  const m = /^(?:0o)?(0?[0-7]{3,4})$/.exec(text);
+  return m ? m[1] : text;
+}
 const SLS_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 /**
@@ -126,6 +145,21 @@ export function topFor(statesDir: string, env: string): { sls: string; place: Pl
     }
   }
   return out;
+}
+
+/**
+ * Salt's relative includes: `.sub` is a sibling of the including file's SLS (in its package for an
+ * init file), `..sub` one level up.
+ */
+export function relativeSls(sls: string, includingFile: string): string {
+  const m = /^(\.+)(.*)$/.exec(sls);
+  if (!m) return sls;
+  const rel = includingFile.replace(/^states\//, '').replace(/\.(sls|yaml)$/, '');
+  const pkg = rel.endsWith('/init') || rel === 'init' ? rel.replace(/\/?init$/, '') : rel.split('/').slice(0, -1).join('/');
+  const parts = pkg.split('/').filter(Boolean);
+  const up = m[1]!.length - 1;
+  const base = parts.slice(0, Math.max(0, parts.length - up));
+  return [...base, m[2]!].filter(Boolean).join('.');
 }
 
 export class TreeLoader {
@@ -203,7 +237,7 @@ export class TreeLoader {
     }
     for (const item of pair.value.items as Node[]) {
       const sls = isScalar(item) ? String(item.value) : '';
-      this.load(sls, { file: y.file, line: y.lineOf(item) });
+      this.load(relativeSls(sls, y.file), { file: y.file, line: y.lineOf(item) });
     }
   }
 
@@ -267,7 +301,7 @@ export class TreeLoader {
       const keyLine = y.lineOf(pair.key) ?? line;
       if (seen.has(key)) throw new InputError('argument given twice', { file: y.file, line: keyLine, key: `${id}: ${key}` });
       seen.add(key);
-      const value = pair.value === null ? null : y.valueOf(pair.value as Node);
+      const value = MODE_KEYS.has(key) ? modeValue(pair.value) ?? y.valueOf(pair.value as Node) : pair.value === null ? null : y.valueOf(pair.value as Node);
       const kind = key.replace(/_in$/, '') as RequisiteKind;
       if ((REQUISITE_KINDS as readonly string[]).includes(kind)) {
         requisites.push(...this.#requisites(y, id, key, pair.value, keyLine));
@@ -332,10 +366,14 @@ export class TreeLoader {
   }
 }
 
-/** Loads every state file the top file selects for `env`. */
-export function loadTree(statesDir: string, env: string, renderer: Renderer): StateTree {
+/**
+ * Loads every state file the top file selects: states/top.sls by Salt's targeting of this server
+ * (`facts`: its id, grains and pillar), else states/top.yaml by environment.
+ */
+export function loadTree(statesDir: string, env: string, renderer: Renderer, facts?: TargetFacts): StateTree {
   const loader = new TreeLoader(statesDir, renderer);
-  for (const { sls, place } of topFor(statesDir, env)) loader.load(sls, place);
+  const top = hasSaltTop(statesDir) ? saltTop(statesDir, env, renderer, facts ?? { id: '', grains: {}, pillar: {} }) : { items: topFor(statesDir, env), warnings: [] };
+  for (const { sls, place } of top.items) loader.load(sls, place);
   throwCollected(loader.errors);
-  return { files: loader.files, states: loader.states };
+  return { files: loader.files, states: loader.states, warnings: top.warnings };
 }

@@ -3,13 +3,14 @@ import { Type } from '@sinclair/typebox';
 import { posix } from 'node:path';
 
 /**
- * A file mode, written as a string such as '0640'. A bare YAML number is refused: `0640` is 640
- * in YAML 1.2 and 416 in YAML 1.1, and guessing wrong would silently open a secret file.
+ * A file mode: 3 or 4 octal digits. State files may write it as Salt allows — 640, 0640, 0o640 or
+ * '0640' — and sls.ts reads a bare number by its source text (YAML 1.2 makes 0640 the number 640,
+ * YAML 1.1 made it 416: read as a number, one of them would silently open a secret file).
  */
 export const Mode = Type.String({
   pattern: '^0?[0-7]{3,4}$',
-  hint: "write the mode as a quoted string such as '0640' (a bare YAML number is ambiguous)",
-  patternHint: "a mode is 3 or 4 octal digits (0-7), such as '0640'",
+  hint: "a mode is 3 or 4 octal digits (0-7), such as 0640",
+  patternHint: "a mode is 3 or 4 octal digits (0-7), such as 0640",
 });
 
 /** A command as an argv array, or a string that is split into words (no shell features). */

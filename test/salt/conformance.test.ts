@@ -8,6 +8,9 @@ import t, { type Test } from 'tap';
 import { parse } from 'yaml';
 import { InputError } from '../../agent/errors.js';
 import { Renderer } from '../../agent/render/render.js';
+import { compile } from '../../agent/compile.js';
+import { registry } from '../../agent/modules/index.js';
+import { loadTree } from '../../agent/sls.js';
 import { GRAINS } from '../unit/grains-fixture.js';
 
 interface JinjaCase {
@@ -53,5 +56,39 @@ t.test("Salt's Jinja, as its documentation shows it", async (t) => {
     } else {
       t.equal(error?.format() ?? out, c.rendered, c.doc);
     }
+  }
+});
+
+interface TreeCase {
+  doc: string;
+  files: Record<string, string>;
+  id?: string;
+  grains?: Record<string, unknown>;
+  pillar?: Record<string, unknown>;
+  states?: string[];
+  error?: string;
+  warnings?: string[];
+}
+
+t.test("Salt's state trees, as its documentation shows them", async (t) => {
+  const cases = parse(readFileSync(join(here, 'sls.yaml'), 'utf8')) as TreeCase[];
+  for (const c of cases) {
+    const dir = tree(t, c.files);
+    const grains = { ...GRAINS, ...(c.id ? { id: c.id } : {}), ...c.grains } as never as typeof GRAINS;
+    const renderer = new Renderer(dir, { pillar: c.pillar ?? {}, env: 'staging', grains });
+    let got: string[] | undefined;
+    let warnings: string[] = [];
+    let error: InputError | undefined;
+    try {
+      const loaded = loadTree(dir, 'staging', renderer, { id: grains.id, grains, pillar: c.pillar ?? {} });
+      warnings = loaded.warnings.map((w) => w.format());
+      got = compile(loaded.states, registry).map((s) => `${s.module}.${s.fn} ${s.id}${s.args.name !== s.id ? ` ${String(s.args.name)}` : ''}`);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      error = err;
+    }
+    if (c.error !== undefined) t.match(error?.format() ?? `states ${JSON.stringify(got)}`, new RegExp(c.error), c.doc);
+    else t.same(error ? error.format() : got, c.states, c.doc);
+    for (const w of c.warnings ?? []) t.ok(warnings.some((x) => new RegExp(w).test(x)), `${c.doc}: warns ${w} (${warnings.join('; ') || 'no warnings'})`);
   }
 });

@@ -95,13 +95,14 @@ t.test('argument errors name the file, the line of the argument and the key', as
   t.same(errors(t, 'a:\n  thing.present:\n    - owner:\n        user: 5\n'), ['states/main.yaml:3: a: owner: user must be string']);
 });
 
-t.test('a mode written as a bare YAML number gets the hint to quote it; a quoted one that is not octal, what a mode is', async (t) => {
-  t.same(errors(t, 'a:\n  thing.present:\n    - mode: 0640\n'), [
-    "states/main.yaml:3: a: mode: must be string: write the mode as a quoted string such as '0640' (a bare YAML number is ambiguous)",
-  ]);
-  t.same(errors(t, "a:\n  thing.present:\n    - mode: '0980'\n"), [
-    "states/main.yaml:3: a: mode: is not valid: a mode is 3 or 4 octal digits (0-7), such as '0640'",
-  ]);
+t.test("modes as Salt reads them: 644, 0644, 0o644 and '0644' are one mode; what cannot be a mode is an error", async (t) => {
+  for (const written of ['644', '0644', '0o644', "'0644'", "'644'"]) {
+    const states = compiled(t, `a:\n  thing.present:\n    - mode: ${written}\n`);
+    t.equal(parseInt(String(states[0]!.args.mode), 8), 0o644, `mode: ${written}`);
+  }
+  t.same(errors(t, "a:\n  thing.present:\n    - mode: '0980'\n"), ['states/main.yaml:3: a: mode: is not valid: a mode is 3 or 4 octal digits (0-7), such as 0640']);
+  t.same(errors(t, 'a:\n  thing.present:\n    - mode: 999\n'), ['states/main.yaml:3: a: mode: is not valid: a mode is 3 or 4 octal digits (0-7), such as 0640']);
+  t.same(errors(t, 'a:\n  thing.present:\n    - mode: 12\n'), ['states/main.yaml:3: a: mode: is not valid: a mode is 3 or 4 octal digits (0-7), such as 0640']);
 });
 
 t.test('an unknown argument, with a suggestion or the list of known ones', async (t) => {

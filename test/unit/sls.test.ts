@@ -355,7 +355,7 @@ t.test('bodies that are not mappings', async (t) => {
 
 t.test('an empty state file or one with only comments declares nothing', async (t) => {
   const tree = load(t, { 'top.yaml': "'*':\n  - a\n  - b\n", 'a.yaml': '', 'b.yaml': '# nothing yet\n' });
-  t.same(tree, { files: ['states/a.yaml', 'states/b.yaml'], states: [] });
+  t.same(tree, { files: ['states/a.yaml', 'states/b.yaml'], states: [], warnings: [] });
 });
 
 t.test('every error in the tree is reported at once', async (t) => {

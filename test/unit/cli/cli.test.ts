@@ -99,13 +99,13 @@ t.test('validate', async (t) => {
   });
 
   t.test('invalid states: exit 3, one line per error with file, line and key, nothing applied', async (t) => {
-    const { dir, agent } = project(t, 'nginx:\n  pkg.instaled: []\n/etc/x:\n  file.managed:\n    - mode: 0640\n');
+    const { dir, agent } = project(t, 'nginx:\n  pkg.instaled: []\n/etc/x:\n  file.managed:\n    - mode: 0980\n');
     t.same(await agent('validate', '--root', dir, '--env', 'staging'), {
       code: 3,
       out: '',
       err: [
         'error: states/main.yaml:2: nginx: unknown function pkg.instaled (did you mean pkg.installed?)',
-        "error: states/main.yaml:5: /etc/x: mode: must be string: write the mode as a quoted string such as '0640' (a bare YAML number is ambiguous)",
+        'error: states/main.yaml:5: /etc/x: mode: is not valid: a mode is 3 or 4 octal digits (0-7), such as 0640',
         'nothing was applied',
         '',
       ].join('\n'),
