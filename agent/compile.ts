@@ -4,8 +4,9 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { TSchema } from '@sinclair/typebox';
 import { InputError, throwCollected } from './errors.js';
+import { saltArgs } from './saltargs.js';
 import type { StateFunction } from './modules/types.js';
-import type { RequisiteKind, StateDecl } from './sls.js';
+import { slsOfFile, type RequisiteKind, type StateDecl } from './sls.js';
 
 export interface Dependency {
   kind: RequisiteKind;
@@ -88,13 +89,16 @@ function label(s: StateDecl): string {
   return `${s.module}.${s.fn} ${s.id}`;
 }
 
-/** Validates and orders the tree; throws InputError(s) that name files, lines and keys. */
-export function compile(states: StateDecl[], registry: Registry): CompiledState[] {
+/**
+ * Validates and orders the tree; throws InputError(s) that name files, lines and keys. Salt's
+ * arguments brine ignores are taken out, each with a warning in `warnings`.
+ */
+export function compile(states: StateDecl[], registry: Registry, warnings: InputError[] = []): CompiledState[] {
   const errors: InputError[] = [];
   const compiled: CompiledState[] = [];
   const functionNames = Object.entries(registry).flatMap(([m, fns]) => Object.keys(fns).map((f) => `${m}.${f}`));
 
-  for (const decl of states) {
+  for (const decl of expandNames(states, registry, errors)) {
     const fn = registry[decl.module]?.[decl.fn];
     if (!fn) {
       const wanted = `${decl.module}.${decl.fn}`;
@@ -102,6 +106,15 @@ export function compile(states: StateDecl[], registry: Registry): CompiledState[
       const what = registry[decl.module] ? 'function' : 'module';
       errors.push(new InputError(`unknown ${what} ${wanted}${hint ? ` (did you mean ${hint}?)` : ''}`, { ...decl.place, key: decl.id }));
       continue;
+    }
+    const known = Object.keys((fn.schema as { properties?: object }).properties ?? {});
+    const salt = saltArgs(`${decl.module}.${decl.fn}`, decl.args, known);
+    const at = (key: string) => ({ file: decl.place.file, line: decl.argLines[key] ?? decl.place.line, key: `${decl.id}: ${key}` });
+    for (const { key, why } of salt.unsupported) errors.push(new InputError(`Salt's ${key} is not supported by brine's ${decl.module}.${decl.fn}: ${why}`, at(key)));
+    if (salt.unsupported.length) continue;
+    for (const key of salt.ignored) {
+      warnings.push(new InputError(`Salt's ${key} is ignored: brine's ${decl.module}.${decl.fn} does not read it`, at(key)));
+      delete decl.args[key];
     }
     const validate = validatorFor(fn.schema);
     if (!validate(decl.args)) {
@@ -119,10 +132,13 @@ export function compile(states: StateDecl[], registry: Registry): CompiledState[
   // Requisites: `module: ID-or-name` or a bare ID.
   const byId = new Map<string, CompiledState[]>();
   for (const s of compiled) byId.set(s.id, [...(byId.get(s.id) ?? []), s]);
+  // `- sls: web.nginx` is every state of that file, as in Salt.
   const resolve = (module: string | undefined, target: string): CompiledState[] =>
-    module
-      ? compiled.filter((s) => s.module === module && (s.id === target || s.args.name === target))
-      : (byId.get(target) ?? compiled.filter((s) => s.args.name === target));
+    module === 'sls'
+      ? compiled.filter((s) => slsOfFile(s.place.file) === target)
+      : module
+        ? compiled.filter((s) => s.module === module && (s.id === target || s.args.name === target))
+        : (byId.get(target) ?? compiled.filter((s) => s.args.name === target));
   for (const s of compiled) {
     for (const r of s.requisites) {
       const key = `${s.id}: ${r.kind}${r.reverse ? '_in' : ''}`;
@@ -145,6 +161,50 @@ export function compile(states: StateDecl[], registry: Registry): CompiledState[
   }
   throwCollected(errors);
   return order(compiled);
+}
+
+/**
+ * Salt's `names:` on any state: the same state once per name, an item perhaps with arguments of
+ * its own (`- vim: [{version: 2}]`). A function that reads `names` itself (ssh_auth) keeps it.
+ */
+function expandNames(states: StateDecl[], registry: Registry, errors: InputError[]): StateDecl[] {
+  const out: StateDecl[] = [];
+  for (const decl of states) {
+    const own = (registry[decl.module]?.[decl.fn]?.schema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+    const names = decl.args.names;
+    if (names === undefined || 'names' in own) {
+      out.push(decl);
+      continue;
+    }
+    const place = { file: decl.place.file, line: decl.argLines.names ?? decl.place.line, key: `${decl.id}: names` };
+    if (decl.argLines.name !== undefined) {
+      errors.push(new InputError('give name: or names:, not both', place));
+      continue;
+    }
+    if (!Array.isArray(names) || names.length === 0) {
+      errors.push(new InputError('names: expects a list of names', place));
+      continue;
+    }
+    const { names: _, ...args } = decl.args;
+    for (const item of names) {
+      let name: string;
+      const extra: Record<string, unknown> = {};
+      if (typeof item === 'string' || typeof item === 'number') name = String(item);
+      else if (item && typeof item === 'object' && !Array.isArray(item) && Object.keys(item).length === 1) {
+        const [n, over] = Object.entries(item as Record<string, unknown>)[0]!;
+        name = n;
+        for (const entry of over === null ? [] : Array.isArray(over) ? over : [over]) {
+          if (entry && typeof entry === 'object' && !Array.isArray(entry)) Object.assign(extra, entry);
+          else errors.push(new InputError(`names: ${n}: expects a list of - key: value`, place));
+        }
+      } else {
+        errors.push(new InputError('names: each item is a name, or a name with its own arguments (- vim: [{version: 2}])', place));
+        continue;
+      }
+      out.push({ ...decl, key: `${decl.module}.${decl.fn}:${decl.id}:${name}`, args: { ...args, ...extra, name }, argLines: { ...decl.argLines, name: decl.argLines.names } });
+    }
+  }
+  return out;
 }
 
 /**
@@ -173,8 +233,11 @@ function conflicts(states: CompiledState[]): InputError[] {
   return errors;
 }
 
+/** Salt's `order:`: first, then numbered states (lower first), then the rest, then last. */
+const rank = (s: StateDecl): number => (s.order === 'first' ? 0 : typeof s.order === 'number' ? 1 : s.order === 'last' ? 3 : 2);
+
 /**
- * Definition order, except that a state's requisites run first — pulled forward when it is reached,
+ * Definition order (or `order:`), except that a state's requisites run first — pulled forward when it is reached,
  * as Salt does (so `a` requiring a later `d` runs d, a, b, c). A cycle is an input error.
  */
 function order(states: CompiledState[]): CompiledState[] {
@@ -183,7 +246,7 @@ function order(states: CompiledState[]): CompiledState[] {
   // Depth-first with a stack of its own: a chain of thousands of requisites must not overflow
   // the call stack (8,000 did).
   const onPath = new Set<CompiledState>();
-  for (const root of [...states].sort((a, b) => a.index - b.index)) {
+  for (const root of [...states].sort((a, b) => rank(a) - rank(b) || (typeof a.order === 'number' && typeof b.order === 'number' ? a.order - b.order : 0) || a.index - b.index)) {
     if (done.has(root)) continue;
     const stack: { state: CompiledState; deps: CompiledState[]; next: number }[] = [];
     const enter = (st: CompiledState) => {

@@ -59,7 +59,7 @@ export function load(root: string, env: string): Loaded {
       throw new InputError(`${tree.states.length.toLocaleString('en')} states: at most ${MAX_STATES.toLocaleString('en')} in one tree`, { file: topFile });
     if (tree.states.length === 0)
       throw new InputError(`nothing applies to ${topFile.endsWith('.sls') ? `this server (${grains.id})` : env}: ${topFile.slice('states/'.length)} selects no state file for it${warnings.length ? ` (${warnings.map((w) => w.message).join('; ')})` : ''}`, { file: topFile });
-    const states = compile(tree.states, registry);
+    const states = compile(tree.states, registry, warnings);
     prepare(states, { renderTemplate: (path, extra) => renderer.renderFile(path, extra), pillar: pillar.data, env, masker: pillar.masker, statesDir });
     return { warnings, root, env, pillar, grains, renderer, statesDir, files: tree.files, states, notify };
   } catch (err) {

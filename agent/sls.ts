@@ -25,6 +25,35 @@ import { isMap, isScalar, isSeq, parseYaml, type YamlFile } from './yamlfile.js'
 export const REQUISITE_KINDS = ['require', 'watch', 'onchanges', 'onfail'] as const;
 export type RequisiteKind = (typeof REQUISITE_KINDS)[number];
 
+/**
+ * Salt's spellings of requisites, as brine runs them (each also with `_in`, but the _any/_all
+ * forms). Where brine's meaning differs from Salt's, a warning says how.
+ */
+const REQUISITE_SPELLINGS: Record<string, { kind: RequisiteKind; differs?: string }> = {
+  require: { kind: 'require' },
+  watch: { kind: 'watch' },
+  onchanges: { kind: 'onchanges' },
+  onfail: { kind: 'onfail' },
+  // Salt defers a listen's reaction to the end of the run; brine reacts when the listener's turn comes.
+  listen: { kind: 'watch' },
+  onchanges_any: { kind: 'onchanges' },
+  onfail_any: { kind: 'onfail' },
+  require_any: { kind: 'require', differs: 'brine waits for every one of them to succeed (Salt: any one)' },
+  watch_any: { kind: 'watch', differs: 'brine waits for every one of them to succeed (Salt: any one)' },
+  onfail_all: { kind: 'onfail', differs: 'brine runs this when any one of them fails (Salt: when all do)' },
+};
+
+/** A requisite key (`watch_in`, `require_any`…) as brine reads it, or undefined. */
+function requisiteSpelling(key: string): { kind: RequisiteKind; reverse: boolean; differs?: string } | undefined {
+  const reverse = key.endsWith('_in') && !/_(any|all)_in$/.test(key);
+  const base = reverse ? key.slice(0, -'_in'.length) : key;
+  const s = REQUISITE_SPELLINGS[base];
+  return s && { ...s, reverse };
+}
+
+/** Keys that are requisites in Salt, of any spelling (for the ID-level check). */
+const isRequisiteKey = (key: string) => requisiteSpelling(key) !== undefined || /^(use|prereq)(_in)?$/.test(key);
+
 export interface Place {
   file: string;
   line?: number;
@@ -50,7 +79,7 @@ export interface Conditions {
 }
 
 export interface StateDecl {
-  /** `pkg.installed:nginx` — unique in the tree. */
+  /** `pkg.installed:nginx` (`pkg.installed:tools:vim` for a name of `names:`, compile.ts) — unique in the tree. */
   key: string;
   id: string;
   module: string;
@@ -63,6 +92,10 @@ export interface StateDecl {
   place: Place;
   /** Position in definition order across the whole tree. */
   index: number;
+  /** Salt's `order:` — a number (lower first), `first` or `last`; without it, definition order. */
+  order?: number | 'first' | 'last';
+  /** `use:` — states whose arguments this one takes where it gives none (resolved by loadTree). */
+  uses?: { module?: string; target: string; place: Place; reverse: boolean }[];
 }
 
 export interface StateTree {
@@ -170,6 +203,8 @@ export class TreeLoader {
   readonly files: string[] = [];
   readonly states: StateDecl[] = [];
   readonly errors: InputError[] = [];
+  /** What the tree says that Salt would read and brine reads differently, or not at all. */
+  readonly warnings: InputError[] = [];
 
   constructor(statesDir: string, renderer: Renderer) {
     this.#statesDir = statesDir;
@@ -246,10 +281,21 @@ export class TreeLoader {
     const seen = this.#ids.get(id);
     if (seen) throw new InputError(`ID declared twice (first at ${seen.file}:${seen.line})`, { ...place, key: id });
     this.#ids.set(id, place);
+    // Salt's short form, `vim: pkg.installed`: the function with no arguments.
+    if (isScalar(body) && typeof body.value === 'string' && /^\w+\.\w+$/.test(body.value)) {
+      const [module, fn] = body.value.split('.') as [string, string];
+      this.states.push(this.#decl(y, id, module, fn, null, y.lineOf(body) ?? line));
+      return;
+    }
     if (!isMap(body)) throw new InputError('expected a mapping of module.function to arguments', { ...place, key: id });
     for (const entry of (body as YAMLMap<Node, Node>).items) {
       const head = isScalar(entry.key) ? String(entry.key.value) : '';
       const entryLine = y.lineOf(entry.key) ?? line;
+      if (isRequisiteKey(head)) {
+        // Salt reads requisites only among a function's arguments, and ignores them here.
+        this.warnings.push(new InputError(`${head}: at the ID's level is ignored, as Salt ignores it: put it under the function (- ${head}: …)`, { file: y.file, line: entryLine, key: id }));
+        continue;
+      }
       let module: string;
       let fn: string;
       let argsNode: Node | null = entry.value;
@@ -296,15 +342,27 @@ export class TreeLoader {
     const requisites: Requisite[] = [];
     const conditions: Conditions = {};
     const seen = new Set<string>();
+    let order: StateDecl['order'];
+    let uses: StateDecl['uses'];
     for (const pair of pairs) {
       const key = isScalar(pair.key) ? String(pair.key.value) : '';
       const keyLine = y.lineOf(pair.key) ?? line;
-      if (seen.has(key)) throw new InputError('argument given twice', { file: y.file, line: keyLine, key: `${id}: ${key}` });
+      const where = { file: y.file, line: keyLine, key: `${id}: ${key}` };
+      if (seen.has(key)) throw new InputError('argument given twice', where);
       seen.add(key);
       const value = MODE_KEYS.has(key) ? modeValue(pair.value) ?? y.valueOf(pair.value as Node) : pair.value === null ? null : y.valueOf(pair.value as Node);
-      const kind = key.replace(/_in$/, '') as RequisiteKind;
-      if ((REQUISITE_KINDS as readonly string[]).includes(kind)) {
-        requisites.push(...this.#requisites(y, id, key, pair.value, keyLine));
+      const spelling = requisiteSpelling(key);
+      if (spelling) {
+        if (spelling.differs) this.warnings.push(new InputError(`${key}: ${spelling.differs}`, where));
+        requisites.push(...this.#requisites(y, id, key, pair.value, keyLine).map((r) => ({ ...r, kind: spelling.kind, reverse: spelling.reverse })));
+      } else if (key === 'prereq' || key === 'prereq_in') {
+        throw new InputError(`${key} is not supported by brine (it needs a dry run of the other state in the middle of the run): order the two with require and guard this one with onlyif/unless`, where);
+      } else if (key === 'use' || key === 'use_in') {
+        uses = [...(uses ?? []), ...this.#requisites(y, id, key, pair.value, keyLine).map((r) => ({ module: r.module, target: r.target, place: r.place, reverse: key === 'use_in' }))];
+      } else if (key === 'order') {
+        if (!(value === 'first' || value === 'last' || (typeof value === 'number' && Number.isFinite(value))))
+          throw new InputError('order: expects a number (lower runs first), first or last', where);
+        order = value;
       } else if ((CONDITION_KEYS as readonly string[]).includes(key)) {
         if (key === 'creates') {
           const paths = typeof value === 'string' ? [value] : value;
@@ -332,18 +390,19 @@ export class TreeLoader {
         argLines[key] = keyLine;
       }
     }
-    if (!('name' in args)) args.name = id;
     return {
       key: `${module}.${fn}:${id}`,
       id,
       module,
       fn,
-      args,
+      args: { ...args, name: 'name' in args ? args.name : id },
       argLines,
       requisites,
       conditions,
       place,
       index: this.states.length,
+      ...(order !== undefined ? { order } : {}),
+      ...(uses ? { uses } : {}),
     };
   }
 
@@ -375,5 +434,28 @@ export function loadTree(statesDir: string, env: string, renderer: Renderer, fac
   const top = hasSaltTop(statesDir) ? saltTop(statesDir, env, renderer, facts ?? { id: '', grains: {}, pillar: {} }) : { items: topFor(statesDir, env), warnings: [] };
   for (const { sls, place } of top.items) loader.load(sls, place);
   throwCollected(loader.errors);
-  return { files: loader.files, states: loader.states, warnings: top.warnings };
+  applyUses(loader.states);
+  return { files: loader.files, states: loader.states, warnings: [...top.warnings, ...loader.warnings] };
+}
+
+/** The SLS name a state file is (states/web/nginx.sls → web.nginx, states/web/init.sls → web). */
+export function slsOfFile(file: string): string {
+  return file.replace(/^states\//, '').replace(/\.(sls|yaml)$/, '').replace(/\/init$/, '').split('/').join('.');
+}
+
+/**
+ * Salt's `use:`: a state takes the arguments of the states it names wherever it gives none of its
+ * own (not their name, nor their requisites). `use_in` gives this state's arguments to them.
+ */
+function applyUses(states: StateDecl[]): void {
+  const find = (module: string | undefined, target: string) => states.filter((s) => (!module || s.module === module) && (s.id === target || s.args.name === target));
+  const pairs: [StateDecl, StateDecl][] = [];
+  for (const s of states)
+    for (const u of s.uses ?? []) {
+      const others = find(u.module, u.target);
+      if (others.length === 0) throw new InputError(`use: no state matches "${u.module ? `${u.module}: ` : ''}${u.target}"`, { ...u.place, key: `${s.id}: use${u.reverse ? '_in' : ''}` });
+      for (const o of others) pairs.push(u.reverse ? [o, s] : [s, o]);
+    }
+  for (const [taker, giver] of pairs)
+    for (const [k, v] of Object.entries(giver.args)) if (k !== 'name' && !(k in taker.args)) taker.args[k] = v;
 }

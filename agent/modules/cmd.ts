@@ -4,7 +4,7 @@
 //     cmd.run:
 //       - name: [/srv/app/venv/bin/python, manage.py, collectstatic, --noinput]
 //       - cwd: /srv/app/current
-//       - runas: app
+//       - runas: app                  # or Salt's older user: app; group: to run as another group
 //       - env: {DJANGO_SETTINGS_MODULE: app.settings}
 //       - timeout: 300
 //       - onchanges:
@@ -33,6 +33,10 @@ const RunArgs = Type.Object(
     shell: Type.Boolean({ default: false }),
     cwd: Type.Optional(Type.String({ pattern: '^/', description: 'an absolute path' })),
     runas: Type.Optional(AccountName),
+    /** Salt's older name of runas. */
+    user: Type.Optional(AccountName),
+    /** The group to run as (with runas, or root's otherwise). */
+    group: Type.Optional(AccountName),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { additionalProperties: false })),
     /** Seconds; the default is the runner's (10 minutes). */
     timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
@@ -75,6 +79,7 @@ const run = stateFunction(RunArgs, {
         problems.push({ key: 'name', message: err.message });
       }
     }
+    if (args.runas !== undefined && args.user !== undefined) problems.push({ key: 'user', message: 'user is the older name of runas: give one of them' });
     if (Array.isArray(args.name) && args.shell)
       problems.push({ key: 'shell', message: 'shell: true needs the command as one string, not an argv list' });
     return problems;
@@ -88,10 +93,11 @@ const run = stateFunction(RunArgs, {
   },
   async apply(args, _plan, _current, ctx) {
     let argv = commandArgv(args.name, args.shell);
-    if (args.runas !== undefined) {
+    const runas = args.runas ?? args.user;
+    if (runas !== undefined || args.group !== undefined) {
       // The user may have been created by an earlier state of this run: look now, not at validate.
-      if (!(await findUser(args.runas))) throw new Error(`user ${args.runas} does not exist`);
-      argv = ['runuser', '-u', args.runas, '--', ...argv];
+      if (runas !== undefined && !(await findUser(runas))) throw new Error(`user ${runas} does not exist`);
+      argv = ['runuser', '-u', runas ?? 'root', ...(args.group !== undefined ? ['-g', args.group] : []), '--', ...argv];
     }
     const options: RunOptions = { allowFailure: true };
     if (args.cwd !== undefined) {

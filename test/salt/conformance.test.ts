@@ -68,6 +68,8 @@ interface TreeCase {
   states?: string[];
   error?: string;
   warnings?: string[];
+  /** Arguments some states must have: "module.function ID" → arguments. */
+  args?: Record<string, Record<string, unknown>>;
 }
 
 t.test("Salt's state trees, as its documentation shows them", async (t) => {
@@ -77,18 +79,21 @@ t.test("Salt's state trees, as its documentation shows them", async (t) => {
     const grains = { ...GRAINS, ...(c.id ? { id: c.id } : {}), ...c.grains } as never as typeof GRAINS;
     const renderer = new Renderer(dir, { pillar: c.pillar ?? {}, env: 'staging', grains });
     let got: string[] | undefined;
+    let compiled: { label: string; args: Record<string, unknown> }[] = [];
     let warnings: string[] = [];
     let error: InputError | undefined;
     try {
       const loaded = loadTree(dir, 'staging', renderer, { id: grains.id, grains, pillar: c.pillar ?? {} });
       warnings = loaded.warnings.map((w) => w.format());
-      got = compile(loaded.states, registry).map((s) => `${s.module}.${s.fn} ${s.id}${s.args.name !== s.id ? ` ${String(s.args.name)}` : ''}`);
+      compiled = compile(loaded.states, registry).map((s) => ({ label: `${s.module}.${s.fn} ${s.id}${s.args.name !== s.id ? ` ${String(s.args.name)}` : ''}`, args: s.args }));
+      got = compiled.map((s) => s.label);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       error = err;
     }
     if (c.error !== undefined) t.match(error?.format() ?? `states ${JSON.stringify(got)}`, new RegExp(c.error), c.doc);
     else t.same(error ? error.format() : got, c.states, c.doc);
+    for (const [label, want] of Object.entries(c.args ?? {})) t.match(compiled.find((s) => s.label === label)?.args, want, `${c.doc}: ${label}`);
     for (const w of c.warnings ?? []) t.ok(warnings.some((x) => new RegExp(w).test(x)), `${c.doc}: warns ${w} (${warnings.join('; ') || 'no warnings'})`);
   }
 });

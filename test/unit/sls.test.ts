@@ -344,7 +344,8 @@ t.test('invalid YAML is reported with the file and the line of the problem', asy
 
 t.test('bodies that are not mappings', async (t) => {
   t.same(loadErrors(t, { 'main.yaml': '- a\n- b\n' }), ['states/main.yaml:1: a state file must map IDs to states']);
-  t.same(loadErrors(t, { 'main.yaml': 'nginx: pkg.installed\n' }), ['states/main.yaml:1: nginx: expected a mapping of module.function to arguments']);
+  t.same(loadErrors(t, { 'main.yaml': 'nginx: latest\n' }), ['states/main.yaml:1: nginx: expected a mapping of module.function to arguments']);
+  t.same(load(t, { 'top.yaml': "'*': [main]\n", 'main.yaml': 'nginx: pkg.installed\n' }).states.map(summary), [{ key: 'pkg.installed:nginx', args: { name: 'nginx' } }], "Salt's short form");
   t.same(loadErrors(t, { 'main.yaml': 'nginx:\n  pkg.installed: latest\n' }), [
     'states/main.yaml:2: nginx: pkg.installed: expected a list of arguments (or a mapping)',
   ]);

@@ -93,6 +93,17 @@ t.test('runas runs the command as that user with runuser; cwd, env and timeout a
   t.same(fake.calls[0]!.options, { allowFailure: true, cwd, env: { NODE_ENV: 'production' }, timeoutMs: 90_000 });
 });
 
+t.test("Salt's older user: is runas, and group: runs the command as that group", async (t) => {
+  const fake = fakeRunner([[['runuser'], {}], [['runuser'], {}]]);
+  await converge({ name: 'npm ci', user: 'app', group: 'www-data', cwd: t.testdirName + '/work' }, context(fake.runner));
+  await converge({ name: 'id', group: 'adm' }, context(fake.runner));
+  t.same(fake.argvs(), [
+    ['runuser', '-u', 'app', '-g', 'www-data', '--', 'npm', 'ci'],
+    ['runuser', '-u', 'root', '-g', 'adm', '--', 'id'],
+  ]);
+  t.same(run.validate!(args(run, { name: 'id', user: 'app', runas: 'app' })), [{ key: 'user', message: 'user is the older name of runas: give one of them' }]);
+});
+
 t.test('runas a user that does not exist fails before anything runs', async (t) => {
   const fake = fakeRunner([]);
   await t.rejects(converge({ name: 'npm ci', runas: 'ghost' }, context(fake.runner)), { message: 'user ghost does not exist' });
