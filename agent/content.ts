@@ -12,10 +12,32 @@ import { Tree, treeLimits } from './treefile.js';
 /** The content arguments, for a state's schema. */
 export const contentArgs = {
   contents: Type.Optional(Type.String()),
-  source: Type.Optional(Type.String({ minLength: 1 })),
+  /** A file of the states tree: `templates/x.j2` or Salt's `salt://templates/x.j2`; a list: the first there is. */
+  source: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])),
   template: Type.Optional(Type.Literal('jinja')),
   context: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  /** Salt's: template variables that context: overrides. */
+  defaults: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 };
+
+/**
+ * Where a source is in the states tree: `salt://` is the tree's root, as on a Salt file server.
+ * Anything else with a scheme (http://, file://) or an absolute path is refused: a run reads
+ * only the tree it was given.
+ */
+export function treeSource(source: string | string[], statesDir: string): string {
+  const candidates = (Array.isArray(source) ? source : [source]).map((s) => {
+    if (/^salt:\/\//.test(s)) return s.slice('salt://'.length);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('/'))
+      throw new InputError(`"${s}": sources come from the states tree (salt://path, or a path relative to states/); a run reads nothing else`, { key: 'source' });
+    return s;
+  });
+  if (candidates.length === 1) return candidates[0]!;
+  const tree = new Tree(statesDir, 'states');
+  const found = candidates.find((c) => tree.resolve(c, { key: 'source' }) !== null);
+  if (found === undefined) throw new InputError(`none of the sources exists: ${candidates.map((c) => tree.show(c)).join(', ')}`, { key: 'source' });
+  return found;
+}
 
 /** Contents and source exclude each other; a template is a source. `required`: one must be given. */
 export function contentProblems(args: ContentArgs, required: string | undefined): ArgProblem[] {
@@ -28,9 +50,10 @@ export function contentProblems(args: ContentArgs, required: string | undefined)
 
 export interface ContentArgs {
   contents?: string;
-  source?: string;
+  source?: string | string[];
   template?: 'jinja';
   context?: Record<string, unknown>;
+  defaults?: Record<string, unknown>;
 }
 
 /** What a file should hold: text, or bytes that are not UTF-8. */
@@ -40,14 +63,15 @@ export type Content = string | Buffer;
 export function wantedContent(args: ContentArgs, ctx: Pick<PrepareContext, 'renderTemplate' | 'statesDir'>): Content | undefined {
   if (args.contents !== undefined) return args.contents;
   if (args.source === undefined) return undefined;
-  if (args.template === 'jinja') return ctx.renderTemplate(args.source, args.context);
-  const bytes = new Tree(ctx.statesDir, 'states').read(args.source, { limit: treeLimits.source, place: { key: 'source' }, what: 'sources are relative to states/' });
+  const source = treeSource(args.source, ctx.statesDir);
+  if (args.template === 'jinja') return ctx.renderTemplate(source, args.defaults || args.context ? { ...args.defaults, ...args.context } : undefined);
+  const bytes = new Tree(ctx.statesDir, 'states').read(source, { limit: treeLimits.source, place: { key: 'source' }, what: 'sources are relative to states/' });
   return isUtf8(bytes) ? bytes.toString('utf8') : bytes;
 }
 
 /** The wanted content as text, where only text can be written (an nginx site); bytes are refused. */
 export function wantedText(args: ContentArgs, ctx: Pick<PrepareContext, 'renderTemplate' | 'statesDir'>): string | undefined {
   const content = wantedContent(args, ctx);
-  if (Buffer.isBuffer(content)) throw new InputError(`states/${args.source} is not UTF-8 text; this state writes text only`, { key: 'source' });
+  if (Buffer.isBuffer(content)) throw new InputError(`states/${treeSource(args.source!, ctx.statesDir)} is not UTF-8 text; this state writes text only`, { key: 'source' });
   return content;
 }

@@ -33,7 +33,6 @@ const UNSUPPORTED: Record<string, Record<string, string>> = {
     create: 'brine always creates the file (use unless: test -e PATH for create: False)',
     contents_pillar: 'use contents: {{ pillar.KEY }} (a secret stays masked)',
     contents_grains: 'use contents: {{ grains.KEY }}',
-    defaults: 'pass the values in context:',
   },
   'file.directory': {
     recurse: 'brine sets the mode and owner of the directory itself, not of everything in it',
