@@ -111,6 +111,18 @@ const CONDITION_KEYS = ['onlyif', 'unless', 'creates'] as const;
 /** Arguments that are file modes, read as Salt reads them. */
 const MODE_KEYS = new Set(['mode', 'dir_mode', 'file_mode']);
 
+/** Modes in the per-name arguments of `names:` (`- /srv/run: [{mode: 0750}]`), read as modeValue reads them. */
+function modesInside(node: Node | null, depth = 0): void {
+  if (depth > 6 || node === null) return;
+  if (isSeq(node)) for (const item of node.items as Node[]) modesInside(item, depth + 1);
+  else if (isMap(node))
+    for (const pair of node.items as Pair<Node, Node>[]) {
+      const mode = isScalar(pair.key) && MODE_KEYS.has(String(pair.key.value)) ? modeValue(pair.value) : undefined;
+      if (mode !== undefined) (pair.value as { value: unknown }).value = mode;
+      else modesInside(pair.value, depth + 1);
+    }
+}
+
 /**
  * `mode: 644`, `mode: 0644`, `mode: 0o644` and `mode: '0644'` all mean rw-r--r--, as in Salt. YAML
  * 1.2 reads 0644 as the number 644 and 0o644 as 420, so a bare number is read from its source text.
@@ -350,6 +362,7 @@ export class TreeLoader {
       const where = { file: y.file, line: keyLine, key: `${id}: ${key}` };
       if (seen.has(key)) throw new InputError('argument given twice', where);
       seen.add(key);
+      if (key === 'names') modesInside(pair.value);
       const value = MODE_KEYS.has(key) ? modeValue(pair.value) ?? y.valueOf(pair.value as Node) : pair.value === null ? null : y.valueOf(pair.value as Node);
       const spelling = requisiteSpelling(key);
       if (spelling) {
