@@ -84,9 +84,10 @@ t.test("Salt's state trees, as its documentation shows them", async (t) => {
     let error: InputError | undefined;
     try {
       const loaded = loadTree(dir, 'staging', renderer, { id: grains.id, grains, pillar: c.pillar ?? {} });
-      warnings = loaded.warnings.map((w) => w.format());
-      compiled = compile(loaded.states, registry).map((s) => ({ label: `${s.module}.${s.fn} ${s.id}${s.args.name !== s.id ? ` ${String(s.args.name)}` : ''}`, args: s.args }));
+      const all = [...loaded.warnings];
+      compiled = compile(loaded.states, registry, all).map((s) => ({ label: `${s.module}.${s.fn} ${s.id}${s.args.name !== s.id ? ` ${String(s.args.name)}` : ''}`, args: s.args }));
       got = compiled.map((s) => s.label);
+      warnings = all.map((w) => w.format());
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       error = err;
