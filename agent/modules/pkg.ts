@@ -8,6 +8,12 @@
 //   postgresql:
 //     pkg.installed:
 //       - version: 15.8-0+deb12u1
+//   tools:
+//     pkg.installed:
+//       - pkgs: [vim, {curl: 7.88.1-10+deb12u8}]   # Salt's form of a pinned package
+//       - install_recommends: true                # apt's Recommends too (default: without)
+//   git-core:
+//     pkg.installed: []                           # a virtual package: installs its provider, git
 //   openssl:
 //     pkg.latest:
 //       - refresh: true
@@ -252,10 +258,11 @@ async function aptGet(command: 'install' | 'remove' | 'purge', options: string[]
   }
 }
 
-/** One package to install: `nginx` or `nginx=1.22.1-9`. */
+/** One package to install: `nginx` or `nginx=1.22.1-9`, with its Recommends or not. */
 interface InstallTarget {
   name: string;
   version?: string;
+  recommends?: boolean;
 }
 
 const installArgs = (target: InstallTarget) => (target.version ? `${target.name}=${target.version}` : target.name);
@@ -266,12 +273,20 @@ const installArgs = (target: InstallTarget) => (target.version ? `${target.name}
  * does not hold back the rest of the server; the error then names the unknown packages.
  */
 async function install(targets: InstallTarget[], refresh: (boolean | undefined)[], ctx: Context): Promise<void> {
-  const unique = new Map(targets.map((t) => [installArgs(t), t]));
-  if (unique.size === 0) return;
+  if (targets.length === 0) return;
   await refreshCache(refresh, ctx);
+  // With Recommends and without are two calls (most runs have only the one).
+  for (const recommends of [false, true]) {
+    const group = targets.filter((t) => Boolean(t.recommends) === recommends);
+    if (group.length) await installGroup(group, recommends, ctx);
+  }
+}
+
+async function installGroup(targets: InstallTarget[], recommends: boolean, ctx: Context): Promise<void> {
+  const unique = new Map(targets.map((t) => [installArgs(t), t]));
   const pinned = [...unique.values()].some((t) => t.version !== undefined);
   // A pinned version is what the state asks for, even when it is older than the installed one.
-  const options = ['--no-install-recommends', ...(pinned ? ['--allow-downgrades'] : [])];
+  const options = [recommends ? '--install-recommends' : '--no-install-recommends', ...(pinned ? ['--allow-downgrades'] : [])];
   try {
     await aptGet('install', options, [...unique.keys()], ctx);
   } catch (err) {
@@ -290,12 +305,30 @@ async function install(targets: InstallTarget[], refresh: (boolean | undefined)[
 const InstalledArgs = Type.Object(
   {
     name: Type.String({ minLength: 1 }),
-    pkgs: Type.Optional(Type.Array(PackageName)),
+    /** Names, or (as in Salt) `{name: version}` for a package pinned to a version. */
+    pkgs: Type.Optional(Type.Array(Type.Union([PackageName, Type.Record(Type.String({ pattern: PACKAGE_NAME }), Version, { minProperties: 1, maxProperties: 1 })]))),
     version: Type.Optional(Version),
     refresh: Type.Optional(Type.Boolean()),
+    /** apt's Recommends too (brine's default, and Salt's on servers: without). */
+    install_recommends: Type.Boolean({ default: false }),
   },
   { additionalProperties: false },
 );
+
+type PkgItem = string | Record<string, string>;
+
+/** `pkgs` as names and the versions some of them are pinned to. */
+function pinnedPackages(args: { name: string; pkgs?: PkgItem[]; version?: string }): { names: string[]; versions: Map<string, string> } {
+  const versions = new Map<string, string>();
+  const names = (args.pkgs ?? [args.name]).map((item) => {
+    if (typeof item === 'string') return item;
+    const [name, version] = Object.entries(item)[0]!;
+    versions.set(name, version);
+    return name;
+  });
+  if (args.version !== undefined) versions.set(args.name, args.version);
+  return { names: [...new Set(names)], versions };
+}
 
 const LatestArgs = Type.Object(
   {
@@ -308,6 +341,8 @@ const LatestArgs = Type.Object(
 
 interface PackageNow {
   name: string;
+  /** The virtual package the state named, that this one provides (git-core → git). */
+  virtualOf?: string;
   /** The installed version, or null. */
   installed: string | null;
   /** apt's candidate version: null when apt has none, undefined when it was not asked. */
@@ -327,19 +362,51 @@ interface InstallWork {
 
 // Plan and apply both derive what to install from current + args, so apply never depends on
 // anything but the plan's contract.
-function installedWork(current: PackagesCurrent, args: { version?: string }): InstallWork {
+function installedWork(current: PackagesCurrent, args: { name: string; pkgs?: PkgItem[]; version?: string; install_recommends?: boolean }): InstallWork {
   const work: InstallWork = { changes: [], targets: [] };
+  const { versions } = pinnedPackages(args);
+  const recommends = args.install_recommends === true;
   for (const p of current.packages) {
-    if (args.version !== undefined) {
-      if (p.installed === args.version) continue;
-      work.changes.push({ what: `package ${p.name}`, old: p.installed, new: args.version });
-      work.targets.push({ name: p.name, version: args.version });
+    const version = versions.get(p.virtualOf ?? p.name);
+    const what = `package ${p.name}${p.virtualOf ? ` (for ${p.virtualOf})` : ''}`;
+    if (version !== undefined) {
+      if (p.installed === version) continue;
+      work.changes.push({ what, old: p.installed, new: version });
+      work.targets.push({ name: p.name, version, recommends });
     } else if (p.installed === null) {
-      work.changes.push({ what: `package ${p.name}`, old: null, new: p.candidate ?? 'installed' });
-      work.targets.push({ name: p.name });
+      work.changes.push({ what, old: null, new: p.candidate ?? 'installed' });
+      work.targets.push({ name: p.name, recommends });
     }
   }
   return work;
+}
+
+/** The packages that provide a virtual one (`apt-cache showpkg`'s Reverse Provides). */
+export function parseReverseProvides(stdout: string): string[] {
+  const at = stdout.indexOf('Reverse Provides:');
+  if (at < 0) return [];
+  return [...new Set(stdout.slice(at + 'Reverse Provides:'.length).split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter((n) => n && new RegExp(PACKAGE_NAME).test(n)))];
+}
+
+/**
+ * A package apt has no candidate for: a virtual one (git-core, provided by git) is its provider;
+ * one that nothing provides, or several packages do, fails the state — in --test too, as apply
+ * would. Stale package lists are refreshed first (a fresh server has none).
+ */
+async function resolveMissing(p: PackageNow, dpkg: Map<string, DpkgPackage>, refresh: boolean | undefined, ctx: Context): Promise<PackageNow> {
+  const shown = await ctx.runner.run(['apt-cache', 'showpkg', p.name], { allowFailure: true });
+  const providers = parseReverseProvides(shown.stdout);
+  if (providers.length === 1) {
+    const provider = providers[0]!;
+    const candidate = (await candidateVersions([provider], ctx)).get(provider) ?? null;
+    return { name: provider, virtualOf: p.name, installed: installedVersion(dpkg.get(provider)), candidate };
+  }
+  if (providers.length > 1) {
+    const installedOne = providers.find((name) => installedVersion(dpkg.get(name)) !== null);
+    if (installedOne) return { name: installedOne, virtualOf: p.name, installed: installedVersion(dpkg.get(installedOne)) };
+    throw new Error(`${p.name} is a virtual package provided by ${providers.join(', ')}: name the one to install`);
+  }
+  throw new Error(`apt has no package ${p.name}${refresh === false ? ' (refresh: false: the package lists were not updated)' : ' (a typo, or its apt repository is not configured?)'}`);
 }
 
 function latestWork(current: PackagesCurrent): InstallWork {
@@ -361,18 +428,25 @@ function names(current: { packages: { name: string }[] }): string {
 
 const installed = stateFunction(InstalledArgs, {
   validate(args) {
-    const problems = validatePackages(args);
+    const { names } = pinnedPackages({ ...args, version: undefined });
+    const problems = validatePackages({ name: args.name, pkgs: args.pkgs === undefined ? undefined : names });
     if (args.version !== undefined && args.pkgs !== undefined)
-      problems.push({ key: 'version', message: 'version applies to a single package; use one state per pinned package' });
+      problems.push({ key: 'version', message: 'version applies to name:; pin packages of pkgs: as - NAME: VERSION' });
     return problems;
   },
   async check(args, ctx): Promise<PackagesCurrent> {
     const dpkg = await dpkgPackages(ctx);
-    const packages: PackageNow[] = packagesOf(args).map((name) => ({ name, installed: installedVersion(dpkg.get(name)) }));
-    // Candidates only for what is missing: a converged run does not start apt-cache at all.
-    const missing = args.version === undefined ? packages.filter((p) => p.installed === null) : [];
-    const candidates = await candidateVersions(missing.map((p) => p.name), ctx);
+    const { names, versions } = pinnedPackages(args);
+    let packages: PackageNow[] = names.map((name) => ({ name, installed: installedVersion(dpkg.get(name)) }));
+    // Candidates only for what is missing and not pinned: a converged run does not start apt-cache at all.
+    const missing = packages.filter((p) => p.installed === null && !versions.has(p.name));
+    let candidates = await candidateVersions(missing.map((p) => p.name), ctx);
+    if (missing.some((p) => !candidates.get(p.name))) {
+      await refreshCache([args.refresh], ctx);
+      candidates = await candidateVersions(missing.map((p) => p.name), ctx);
+    }
     for (const p of missing) p.candidate = candidates.get(p.name) ?? null;
+    packages = await Promise.all(packages.map((p) => (missing.includes(p) && p.candidate === null ? resolveMissing(p, dpkg, args.refresh, ctx) : p)));
     return { packages, repair: await repairChange(ctx) };
   },
   plan(current, args) {

@@ -139,3 +139,35 @@ t.test('a Salt-style tree converges on a booted server as Salt would converge it
   t.equal(await server.readFile('/etc/salt-demo/db'), 'db', 'with roles: [db], db.sls applies');
   t.notOk(db.states.some((s) => s.id === 'reload-site'), 'and web.sls does not');
 });
+
+t.test("packages as Salt trees name them: a virtual package, pkgs with a version, and --test failing a package apt lacks as apply does", async (t) => {
+  const server = await bootWithAgent();
+  t.teardown(() => server.stop());
+  const policy = async (name: string) => (await server.exec(['sh', '-c', `apt-get update -q >/dev/null 2>&1; apt-cache policy ${name} | sed -n 's/^  Candidate: //p'`], { timeoutMs: 300_000 })).stdout.trim();
+  const hello = await policy('hello');
+  t.match(hello, /^\d/, `the mirror has hello (${hello})`);
+  const root = '/srv/salt-pkgs';
+  const good = {
+    'states/top.sls': "base:\n  '*': [pkgs]\n",
+    'states/pkgs.sls': `awk:\n  pkg.installed: []\ntools:\n  pkg.installed:\n    - pkgs:\n      - hello: '${hello}'\n`,
+    'pillar/test/env.yaml': 'x: 1\n',
+  };
+  await stage(server, root, good);
+  const predicted = await applyJson(server, root, ['--test']);
+  t.equal(predicted.code, 0, predicted.output);
+  t.same(byId(predicted.states, 'awk').changes, [], 'awk is virtual and mawk provides it: nothing to do');
+  const first = await applyJson(server, root);
+  t.equal(first.code, 0, first.output);
+  t.same(changesById(first.states), changesById(predicted.states), '--test predicted the apply');
+  t.match(await server.exec(['dpkg-query', '-W', '-f', '${Version}', 'hello']).then((r) => r.stdout), hello);
+  const second = await applyJson(server, root);
+  t.equal(second.summary.changed, 0, `converged: ${JSON.stringify(changesById(second.states))}`);
+
+  await stage(server, root, { ...good, 'states/pkgs.sls': 'no-such-package-brine:\n  pkg.installed: []\n' });
+  const dry = await applyJson(server, root, ['--test']);
+  const real = await applyJson(server, root);
+  t.equal(byId(dry.states, 'no-such-package-brine').status, 'failed', '--test reports the failure ahead of time');
+  t.equal(byId(real.states, 'no-such-package-brine').status, 'failed');
+  t.match(byId(dry.states, 'no-such-package-brine').comment, /apt has no package no-such-package-brine/);
+  t.equal(byId(dry.states, 'no-such-package-brine').comment, byId(real.states, 'no-such-package-brine').comment, 'the dry run says what the real run says');
+});

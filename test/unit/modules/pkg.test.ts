@@ -92,14 +92,65 @@ t.test('several pkg states sharing one Facts read the packages with one dpkg-que
   t.same(fake.argvs(), [DPKG_QUERY, ['apt-cache', 'policy', 'git']], 'one dpkg-query; apt-cache only for the missing package');
 });
 
-t.test('a package apt has no candidate for plans "installed"', async (t) => {
+t.test('a package apt has no candidate for fails the check (in --test too), after refreshing stale lists', async (t) => {
+  aptCache.listsDir = lists(t, 2 * 60 * 60 * 1000);
   const fake = fakeRunner([
     [DPKG_QUERY, { stdout: DPKG }],
     [['apt-cache', 'policy'], { stdout: '' }],
+    [['apt-get', 'update'], {}],
+    [['apt-cache', 'showpkg'], { stdout: 'Package: newpkg\nVersions: \n\nReverse Depends: \nDependencies: \nProvides: \nReverse Provides: \n' }],
   ]);
   const ctx = context(fake.runner, '/srv/states');
   const a = args(installed, { name: 'newpkg' });
-  t.same(installed.plan(await installed.check(a, ctx), a, ctx), { changes: [{ what: 'package newpkg', old: null, new: 'installed' }] });
+  await t.rejects(installed.check(a, ctx), { message: 'apt has no package newpkg (a typo, or its apt repository is not configured?)' });
+  t.same(fake.argvs(), [DPKG_QUERY, ['apt-cache', 'policy', 'newpkg'], ['apt-get', 'update', '-q'], ['apt-cache', 'policy', 'newpkg'], ['apt-cache', 'showpkg', 'newpkg']]);
+});
+
+t.test('a virtual package is its provider: git-core installs git, and converges once git is there', async (t) => {
+  const showpkg = 'Package: git-core\nVersions: \n\nReverse Depends: \nDependencies: \nProvides: \nReverse Provides: \ngit 1:2.39.5-0+deb12u2 (= )\n';
+  const script: [string[], Answer][] = [
+    [['apt-cache', 'policy', 'git-core'], { stdout: 'git-core:\n  Installed: (none)\n  Candidate: (none)\n' }],
+    [['apt-cache', 'policy', 'git'], { stdout: policy({ git: '1:2.39.5-0+deb12u2' }) }],
+    [['apt-cache', 'showpkg'], { stdout: showpkg }],
+    [['apt-get', 'install'], {}],
+  ];
+  const fake = fakeRunner([[DPKG_QUERY, { stdout: DPKG }], ...script]);
+  const ctx = context(fake.runner, '/srv/states');
+  const a = args(installed, { name: 'git-core' });
+  const current = await installed.check(a, ctx);
+  const plan = installed.plan(current, a, ctx);
+  t.same(plan, { changes: [{ what: 'package git (for git-core)', old: null, new: '1:2.39.5-0+deb12u2' }] });
+  await installed.apply(a, plan, current, ctx);
+  t.same(fake.argvs().at(-1), [...INSTALL, 'git']);
+
+  const after = fakeRunner([[DPKG_QUERY, { stdout: `${DPKG}git\tinstall ok installed\t1:2.39.5-0+deb12u2\n` }], ...script]);
+  const ctx2 = context(after.runner, '/srv/states');
+  t.same(installed.plan(await installed.check(a, ctx2), a, ctx2), { changes: [], reason: 'git is installed' }, 'the second run has nothing to do');
+
+  const several = fakeRunner([[DPKG_QUERY, { stdout: DPKG }], [['apt-cache', 'policy'], { stdout: '' }], [['apt-cache', 'showpkg'], { stdout: 'Reverse Provides: \nexim4-daemon-light 4.96\npostfix 3.7\n' }]]);
+  await t.rejects(installed.check(args(installed, { name: 'mail-transport-agent', refresh: false }), context(several.runner, '/srv/states')), {
+    message: 'mail-transport-agent is a virtual package provided by exim4-daemon-light, postfix: name the one to install',
+  });
+});
+
+t.test("pkgs with versions (Salt's - NAME: VERSION), and install_recommends", async (t) => {
+  const fake = fakeRunner([
+    [DPKG_QUERY, { stdout: DPKG }],
+    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2' }) }],
+    [['apt-get', 'install'], {}],
+  ]);
+  const ctx = context(fake.runner, '/srv/states');
+  const a = args(installed, { name: 'tools', pkgs: ['git', { curl: '7.88.1-10+deb12u8' }, { nginx: '1.22.1-9' }], install_recommends: true });
+  t.same(installed.validate!(a), []);
+  const current = await installed.check(a, ctx);
+  const plan = installed.plan(current, a, ctx);
+  t.same(plan.changes, [
+    { what: 'package git', old: null, new: '1:2.39.5-0+deb12u2' },
+    { what: 'package curl', old: '7.88.1-10+deb12u5', new: '7.88.1-10+deb12u8' },
+  ], 'nginx is at its pinned version already');
+  await installed.apply(a, plan, current, ctx);
+  t.same(fake.argvs().at(-1), ['apt-get', 'install', '-y', '-q', '--install-recommends', '--allow-downgrades', ...APT_OPTS, 'git', 'curl=7.88.1-10+deb12u8']);
+  t.notOk(Value.Check(installed.schema, { name: 'x', pkgs: [{ a: '1', b: '2' }] }), 'one package per item');
 });
 
 t.test('applyBatch installs several pkg.installed states with one apt-get install, no update when lists are fresh', async (t) => {
@@ -136,7 +187,7 @@ t.test('a stale apt cache causes exactly one apt-get update for several installs
   aptCache.listsDir = lists(t, 2 * 60 * 60 * 1000);
   const fake = fakeRunner([
     [DPKG_QUERY, { stdout: DPKG }],
-    [['apt-cache', 'policy'], { stdout: '' }],
+    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2', htop: '3.2.2-2' }) }],
     [['apt-get', 'update'], {}],
     [['apt-get', 'install'], {}],
   ]);
@@ -157,7 +208,7 @@ t.test('lists without any Packages index count as stale', async (t) => {
   aptCache.listsDir = t.testdir({ lock: '', partial: {} });
   const fake = fakeRunner([
     [DPKG_QUERY, { stdout: DPKG }],
-    [['apt-cache', 'policy'], { stdout: '' }],
+    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2', htop: '3.2.2-2' }) }],
     [['apt-get'], {}],
   ]);
   const ctx = context(fake.runner, '/srv/states');
@@ -170,7 +221,7 @@ t.test('lists without any Packages index count as stale', async (t) => {
 t.test('refresh: true updates fresh lists once per run; refresh: false never updates', async (t) => {
   const fake = fakeRunner([
     [DPKG_QUERY, { stdout: DPKG }],
-    [['apt-cache', 'policy'], { stdout: '' }],
+    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2', htop: '3.2.2-2' }) }],
     [['apt-get'], {}],
   ]);
   const ctx = context(fake.runner, '/srv/states');
@@ -193,7 +244,7 @@ t.test('refresh: true updates fresh lists once per run; refresh: false never upd
 t.test('an install that fails because a package is unknown names it, and installs the others', async (t) => {
   const fake = fakeRunner([
     [DPKG_QUERY, { stdout: DPKG }],
-    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2' }) }],
+    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2', ngnix: '1' }) }],
     [
       ['apt-get', 'install'],
       (argv) => (argv.includes('ngnix') ? { code: 100, stderr: 'Reading package lists...\nE: Unable to locate package ngnix\n' } : {}),
@@ -218,7 +269,7 @@ t.test('an install that fails for another reason shows apt-get and its last line
   masker.addFrom(new Secret('s3cret'));
   const fake = fakeRunner([
     [DPKG_QUERY, { stdout: DPKG }],
-    [['apt-cache', 'policy'], { stdout: '' }],
+    [['apt-cache', 'policy'], { stdout: policy({ git: '1:2.39.5-0+deb12u2', htop: '3.2.2-2' }) }],
     [['apt-get', 'install'], { code: 100, stderr: 'E: Sub-process /usr/bin/dpkg returned an error code (1) s3cret\n' }],
   ]);
   const ctx = context(fake.runner, '/srv/states', masker);
@@ -338,7 +389,7 @@ t.test('pkg.removed with purge: true purges what is left, config files included'
 
 t.test('validate: version needs a single package, and name must be a package without pkgs', async (t) => {
   t.same(installed.validate!(args(installed, { name: 'web', pkgs: ['nginx'], version: '1' })), [
-    { key: 'version', message: 'version applies to a single package; use one state per pinned package' },
+    { key: 'version', message: 'version applies to name:; pin packages of pkgs: as - NAME: VERSION' },
   ]);
   t.same(installed.validate!(args(installed, { name: 'web packages' })), [
     { key: 'name', message: '"web packages" is not a Debian package name (give name: or pkgs:)' },
