@@ -8,6 +8,11 @@
 //       - minute: 15
 //       - hour: 3
 //       - env: {MAILTO: ops@example.com}
+//   backup:
+//     cron.present:
+//       - name: /usr/local/bin/backup
+//       - minute: random                     # as Salt: a value of its own per server, stable
+//       - hour: 2
 //   cleanup-on-boot:
 //     cron.present:
 //       - name: rm -rf /srv/app/tmp/cache
@@ -18,7 +23,9 @@
 // behind in another file. A file brine did not write (its first line is not `# managed by brine`)
 // is never replaced nor removed: packages put their own entries in /etc/cron.d.
 import { Type, type Static } from '@sinclair/typebox';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { constants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,7 +34,7 @@ import { AccountName, formatMode, pathClaim } from './common.js';
 import { stateFunction, type ArgProblem, type Change, type Context, type StateModule } from './types.js';
 
 /** Where cron reads its entries; tests point it at a fixture directory. */
-export const cronPaths = { dir: '/etc/cron.d' };
+export const cronPaths = { dir: '/etc/cron.d', machineId: '/etc/machine-id' };
 
 const MANAGED_HEADER = '# managed by brine';
 
@@ -78,8 +85,27 @@ function pathOf(args: CronArgs): string {
   return join(cronPaths.dir, identifierOf(args));
 }
 
+/**
+ * Salt's `random` for a time field: a value in the field's range that is the server's own and the
+ * same on every run — derived from /etc/machine-id, the entry and the field — so a fleet's
+ * `minute: random` jobs spread over the hour and an entry never moves between runs.
+ */
+export function stableRandom(key: (typeof TIME_KEYS)[number], identifier: string): number {
+  let seed: string;
+  try {
+    seed = readFileSync(cronPaths.machineId, 'utf8').trim();
+  } catch {
+    seed = '';
+  }
+  const { min, max } = FIELDS[key];
+  const top = key === 'dayweek' ? 6 : key === 'daymonth' ? 28 : max;
+  const n = createHash('sha256').update(`${seed || os.hostname()}\0${identifier}\0${key}`).digest().readUInt32BE(0);
+  return min + (n % (top - min + 1));
+}
+
 function entryLine(args: CronArgs): string {
-  const when = args.special ?? TIME_KEYS.map((k) => String(args[k])).join(' ');
+  const field = (k: (typeof TIME_KEYS)[number]) => (args[k] === 'random' ? String(stableRandom(k, identifierOf(args))) : String(args[k]));
+  const when = args.special ?? TIME_KEYS.map(field).join(' ');
   return `${when} ${args.user} ${args.name}`;
 }
 
@@ -111,6 +137,7 @@ export function timeFieldProblem(key: (typeof TIME_KEYS)[number], value: string)
   const f = FIELDS[key];
   const range = `${f.min}-${f.max}${f.names ? ` or ${f.names[0]}-${f.names.at(-1)}` : ''}`;
   const bad = (why: string) => `"${value}" is not a cron ${key} field: ${why}`;
+  if (value === 'random') return undefined;
   if (!TIME_FIELD.test(value)) return bad('use digits, names, *, -, / and , only');
   const number = (text: string): number | undefined => {
     const name = f.names?.indexOf(text.toLowerCase());

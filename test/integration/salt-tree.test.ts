@@ -70,6 +70,13 @@ include:
 
 /etc/salt-demo/empty: file.managed
 
+nightly-report:
+  cron.present:
+    - name: /usr/bin/true
+    - identifier: salt-demo-report
+    - minute: random
+    - hour: 3
+
 reload-site:
   cmd.run:
     - name: touch /var/tmp/salt-demo-reloaded
@@ -124,6 +131,8 @@ t.test('a Salt-style tree converges on a booted server as Salt would converge it
     'the template got defaults, import_yaml values, a pillar.get secret and the custom grain',
   );
   t.equal(await sh('test -e /etc/salt-demo/empty && echo yes'), 'yes', 'the short form made the file');
+  const cronLine = (await server.readFile('/etc/cron.d/salt-demo-report')).split('\n')[1]!;
+  t.match(cronLine, /^([0-9]|[1-5][0-9]) 3 \* \* \* root \/usr\/bin\/true$/, `minute: random is a minute cron accepts (${cronLine})`);
 
   const second = await applyJson(server, ROOT);
   t.equal(second.code, 0);

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { accountFiles } from '../../../agent/accounts.js';
 import type { Runner } from '../../../agent/exec.js';
 import { Facts } from '../../../agent/facts.js';
 import { Masker, Secret } from '../../../agent/secret.js';
-import { cronModule, cronPaths, slug } from '../../../agent/modules/cron.js';
+import { cronModule, cronPaths, slug, stableRandom } from '../../../agent/modules/cron.js';
 import type { Context, StateFunction } from '../../../agent/modules/types.js';
 
 // cron states run no commands: a runner that records and refuses proves it.
@@ -75,6 +75,29 @@ t.test('cron.present writes one file: header, environment, entry; mode 0644, own
   t.same(readdirSync(dir).sort(), ['app-clearsessions', 'e2scrub_all'], 'no temp file left behind');
 
   t.same(present.plan(await present.check(a, ctx), a, ctx), { changes: [], reason: `${path} is as declared` }, 'a second run changes nothing');
+});
+
+t.test("minute: random (Salt's) is a value of the server's own: in range, the same every run, another for another server or entry", async (t) => {
+  const root = dirname(dir);
+  writeFileSync(join(root, 'machine-id'), '0123456789abcdef0123456789abcdef\n');
+  writeFileSync(join(root, 'other'), 'fedcba9876543210fedcba9876543210\n');
+  cronPaths.machineId = join(root, 'machine-id');
+  t.teardown(() => void (cronPaths.machineId = '/etc/machine-id'));
+  const ctx = context();
+  const a = args(present, { name: '/usr/local/bin/backup', identifier: 'backup', minute: 'random', hour: 2, dayweek: 'random' });
+  t.same(present.validate!(a), [], 'random is a valid time field');
+  await converge(present, a, ctx);
+  const line = readFileSync(join(dir, 'backup'), 'utf8').split('\n')[1]!;
+  const [minute, hour, , , dayweek] = line.split(' ').map(Number);
+  t.ok(minute! >= 0 && minute! <= 59, `minute ${minute}`);
+  t.equal(hour, 2);
+  t.ok(dayweek! >= 0 && dayweek! <= 6, `dayweek ${dayweek}`);
+  t.same(present.plan(await present.check(a, ctx), a, ctx).changes, [], 'the next run has the same value: nothing to change');
+  const minutes = new Set<number>();
+  for (const id of ['backup', 'reports', 'cleanup', 'sync', 'mail', 'stats']) minutes.add(stableRandom('minute', id));
+  cronPaths.machineId = join(root, 'other');
+  for (const id of ['backup', 'reports', 'cleanup']) minutes.add(stableRandom('minute', id));
+  t.ok(minutes.size >= 5, `entries and servers spread over the hour (${[...minutes].join(', ')})`);
 });
 
 t.test('special schedules replace the five time fields', async (t) => {
@@ -190,5 +213,5 @@ t.test('time fields cron would refuse (and then skip the whole file) are input e
   t.equal(timeFieldProblem('minute', '*/0'), '"*/0" is not a cron minute field: the step in "*/0" must be a number from 1');
   t.equal(timeFieldProblem('minute', '5/10'), undefined, 'cron reads 5/10 as 5: odd, not refused');
   t.equal(timeFieldProblem('minute', '1,,2'), '"1,,2" is not a cron minute field: "" is not a value, a range or a step');
-  t.equal(timeFieldProblem('minute', 'random'), '"random" is not a cron minute field: "random" is not a number (0-59)');
+  t.equal(timeFieldProblem('minute', 'random'), undefined, "Salt's random: cron.ts writes a number of the server's own");
 });
