@@ -9,7 +9,7 @@ import { revealDeep, type Masker } from './secret.js';
 import { readGrains, type Grains } from './grains.js';
 import { registry } from './modules/index.js';
 import { notifySettings, type NotifySettings } from './notify/settings.js';
-import { environments, loadPillar, type Pillar } from './pillar.js';
+import { deepMerge, environments, loadPillar, type Pillar } from './pillar.js';
 import { Renderer } from './render/render.js';
 import { loadTree, strayTopKeys } from './sls.js';
 import { hasSaltTop } from './top.js';
@@ -39,12 +39,18 @@ export function resolveEnv(root: string, given?: string): string | undefined {
 /** More states than this is not a server's configuration, and would take minutes to check. */
 const MAX_STATES = 50_000;
 
-export function load(root: string, env: string): Loaded {
+export interface LoadOptions {
+  /** Pillar given on the command line (`--pillar JSON`), merged over the tree's, last. */
+  pillar?: Record<string, unknown>;
+}
+
+export function load(root: string, env: string, options: LoadOptions = {}): Loaded {
   const statesDir = join(root, 'states');
   const pillarDir = join(root, 'pillar');
   if (!existsSync(statesDir)) throw new InputError(`no states directory at ${statesDir}`);
   if (!existsSync(pillarDir)) throw new InputError(`no pillar directory at ${pillarDir}`);
   const pillar = loadPillar(pillarDir, env, root);
+  if (options.pillar) pillar.data = deepMerge(pillar.data, options.pillar);
   const notify = notifySettings(pillar, root);
   const grains = readGrains();
   const renderer = new Renderer(statesDir, { pillar: pillar.data, env, grains, masker: pillar.masker });

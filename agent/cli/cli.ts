@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
+import { parse as parseYamlText, stringify } from 'yaml';
+import { deepMerge, isPlainObject } from '../pillar.js';
 import { ExitCode, InputError, UsageError, errorMessage } from '../errors.js';
 import type { Loaded } from '../load.js';
 import { readGrains } from '../grains.js';
@@ -38,6 +39,7 @@ const USAGE = `usage: agent COMMAND [options]
 
 commands:
   apply [--test] [--only ID…] [--json] [--cron]   converge this server (--test: change nothing, say what would change)
+        [--pillar JSON] [pillar=JSON]              pillar merged over the tree's for this run only (as Salt's pillar=)
   validate                                         parse, render and check every state and pillar file
   show [--json]                                    the rendered states, secrets masked
   grains [KEY…] [--json]                           this server's grains (Salt's names, and custom ones from /etc/brine/grains)
@@ -70,6 +72,22 @@ const processIo: Io = {
 /** Commands that take positional arguments of their own. */
 const COMMANDS_WITH_ARGUMENTS = ['deploy-key', '__postgres', '__swap-tree', 'rollback', 'grains'];
 
+/** `--pillar '{"app": {"rev": "v2"}}'` (JSON, or YAML's flow form): mappings, merged in order. */
+function commandLinePillar(texts: string[]): Record<string, unknown> {
+  let merged: Record<string, unknown> = {};
+  for (const text of texts) {
+    let value: unknown;
+    try {
+      value = parseYamlText(text);
+    } catch {
+      value = undefined;
+    }
+    if (!isPlainObject(value)) throw new UsageError(`--pillar expects a mapping, as in --pillar '{"app": {"rev": "v2"}}'`);
+    merged = deepMerge(merged, value);
+  }
+  return merged;
+}
+
 function parse(argv: string[], io: Io): Parsed {
   let parsed;
   try {
@@ -90,6 +108,7 @@ function parse(argv: string[], io: Io): Parsed {
         force: { type: 'boolean', default: false },
         app: { type: 'string' },
         retry: { type: 'boolean', default: false },
+        pillar: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', default: false },
       },
@@ -99,7 +118,9 @@ function parse(argv: string[], io: Io): Parsed {
   }
   const { values, positionals } = parsed;
   const command = values.help ? 'help' : values.version ? 'version' : (positionals[0] ?? 'help');
-  const rest = positionals.slice(1);
+  // Salt's `state.apply pillar='{…}'` form, beside --pillar.
+  const pillarArgs = [...(values.pillar ?? []), ...positionals.slice(1).filter((a) => a.startsWith('pillar=')).map((a) => a.slice('pillar='.length))];
+  const rest = positionals.slice(1).filter((a) => !a.startsWith('pillar='));
   // `--only a b` and `--only a,b` and `--only a --only b` all work.
   const only = [...(values.only ?? []), ...(values.only ? rest : [])].flatMap((s) => s.split(',')).filter(Boolean);
   if (rest.length > 0 && !values.only && !COMMANDS_WITH_ARGUMENTS.includes(command)) throw new UsageError(`unexpected argument "${rest[0]}"`);
@@ -132,6 +153,7 @@ function parse(argv: string[], io: Io): Parsed {
     app: values.app,
     retry: values.retry ?? false,
     force: values.force ?? false,
+    ...(pillarArgs.length ? { pillar: commandLinePillar(pillarArgs) } : {}),
   };
 }
 

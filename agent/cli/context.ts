@@ -37,12 +37,14 @@ export interface Parsed {
   app?: string;
   retry: boolean;
   force: boolean;
+  /** `--pillar JSON`: merged over the tree's pillar, last, for this run only. */
+  pillar?: Record<string, unknown>;
 }
 
 export function loadFor(p: Parsed): Loaded {
   const env = resolveEnv(p.root, p.env);
   if (!env) throw new UsageError(`no environment: pass --env ENV, or bootstrap this server (${p.root}/environment is missing)`);
-  return load(p.root, env);
+  return load(p.root, env, { pillar: p.pillar });
 }
 
 /**

@@ -141,6 +141,19 @@ t.test('show prints the rendered states with secrets masked', async (t) => {
   t.match(JSON.parse(json.out), [{ id: conf, function: 'file.managed', file: 'states/main.yaml:2', args: { contents: `token=${MASK}\n`, mode: '0600' } }]);
 });
 
+t.test("pillar on the command line (--pillar JSON, or Salt's pillar=JSON) is merged over the tree's, for this run only", async (t) => {
+  const { dir, agent, conf } = project(t, '$DIR/out/app.conf:\n  file.managed:\n    - contents: "{{ pillar.project }} {{ pillar.get(\'rev\', \'none\') }}\\n"\n    - makedirs: true\n');
+  t.equal((await agent('apply', '--root', dir, '--env', 'staging', '--pillar', '{"project": "other", "rev": "v2"}')).code, 0);
+  t.equal(readFileSync(conf, 'utf8'), 'other v2\n');
+  t.equal((await agent('apply', '--root', dir, '--env', 'staging', 'pillar={rev: v3}')).code, 0);
+  t.equal(readFileSync(conf, 'utf8'), 'demo v3\n', 'YAML flow form; the tree\'s own values stay');
+  t.equal((await agent('apply', '--root', dir, '--env', 'staging')).code, 0);
+  t.equal(readFileSync(conf, 'utf8'), 'demo none\n', 'the next run is the tree\'s again');
+  const bad = await agent('apply', '--root', dir, '--env', 'staging', '--pillar', '[1, 2]');
+  t.equal(bad.code, 1);
+  t.match(bad.err, /--pillar expects a mapping/);
+});
+
 t.test('apply --test: exit 0, says what would change, writes nothing', async (t) => {
   const { dir, agent, conf, lockPath } = project(t);
   const r = await agent('apply', '--test', '--root', dir, '--env', 'staging');
