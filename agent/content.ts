@@ -22,13 +22,14 @@ export const contentArgs = {
 
 /**
  * Where a source is in the states tree: `salt://` is the tree's root, as on a Salt file server.
- * Anything else with a scheme (http://, file://) or an absolute path is refused: a run reads
- * only the tree it was given.
+ * Anything else with a scheme (http://, file://) is refused, as the tree refuses an absolute path
+ * or one out of it: a run reads only the tree it was given.
  */
 export function treeSource(source: string | string[], statesDir: string): string {
   const candidates = (Array.isArray(source) ? source : [source]).map((s) => {
     if (/^salt:\/\//.test(s)) return s.slice('salt://'.length);
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('/'))
+    // An absolute path or one climbing out is the tree's to refuse (treefile.ts), as for every file.
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
       throw new InputError(`"${s}": sources come from the states tree (salt://path, or a path relative to states/); a run reads nothing else`, { key: 'source' });
     return s;
   });

@@ -39,9 +39,9 @@ const cases: Case[] = [
     message: /^error: states\/main\.yaml:7: \/etc\/app\.conf: makedirs: must be boolean$/,
   },
   {
-    name: 'a mode written as a bare number',
-    states: { 'states/main.yaml': `${marker(5)}/etc/app.conf:\n  file.managed:\n    - contents: hi\n    - mode: 0640\n` },
-    message: /^error: states\/main\.yaml:7: \/etc\/app\.conf: mode: must be string: write the mode as a quoted string such as '0640'/,
+    name: 'a mode that cannot be a mode',
+    states: { 'states/main.yaml': `${marker(5)}/etc/app.conf:\n  file.managed:\n    - contents: hi\n    - mode: 0980\n` },
+    message: /^error: states\/main\.yaml:7: \/etc\/app\.conf: mode: is not valid: a mode is 3 or 4 octal digits \(0-7\), such as 0640/,
   },
   {
     name: 'an unknown argument, with a suggestion',
